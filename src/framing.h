@@ -1,0 +1,30 @@
+/* framing: the request-framing checks of SPEC section 3, run on the parsed
+ * header list before anything else. Pure: no I/O. */
+#ifndef MB_FRAMING_H
+#define MB_FRAMING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *name;  size_t nlen;
+    const char *value; size_t vlen;
+} mb_header;
+
+typedef struct {
+    int      chunked;          /* Transfer-Encoding: chunked */
+    int64_t  content_length;   /* -1 when absent */
+} mb_framing;
+
+/* Checks headers h[0..n) of an HTTP/1.<minor> request. Returns NULL when the
+ * framing is unambiguous, else a static message for a 400 (the connection is
+ * then closed). Refused: Content-Length together with Transfer-Encoding;
+ * several Content-Length values that differ (identical repeats are accepted);
+ * a Content-Length that is not all digits or overflows; any Transfer-Encoding
+ * other than a lone "chunked" (case-insensitive); a header name that is
+ * empty or holds a byte that is not an RFC 7230 tchar (catches folded
+ * lines and whitespace before the colon); CR, LF or NUL in a value;
+ * HTTP/1.1 without Host, or several Host headers. */
+const char *framing_check(const mb_header *h, size_t n, int http_minor, mb_framing *out);
+
+#endif

@@ -1,0 +1,32 @@
+/* fwd_headers: which of the client's headers go upstream (SPEC section 3),
+ * and the X-Openstack-Request-Id. Pure: no I/O. */
+#ifndef MB_FWD_HEADERS_H
+#define MB_FWD_HEADERS_H
+
+#include <stddef.h>
+#include "framing.h"   /* mb_header */
+
+#define MB_REQID_LEN 40  /* "req-" + 36-char UUID */
+
+/* 1 when s is "req-" followed by a UUID in its 8-4-4-4-12 lower- or
+ * upper-case hex form. */
+int  reqid_valid(const char *s, size_t len);
+/* Writes a new "req-<uuid4>" (NUL-terminated) into out. */
+void reqid_new(char out[MB_REQID_LEN + 1]);
+
+/* 1 when the header name is hop-by-hop or set by the gateway itself for the
+ * upstream call, so it must not be copied: Connection, Keep-Alive, TE,
+ * Trailer, Transfer-Encoding, Upgrade, Proxy-*, Host, Content-Length,
+ * Content-Type, Expect, X-Openstack-Request-Id; also any header named in
+ * the client's Connection header is dropped by fwd_headers_build. */
+int  fwd_header_is_dropped(const char *name, size_t nlen);
+
+/* The header lines for one upstream call: the client's end-to-end headers
+ * h[0..n) as "Name: value", then "X-Openstack-Request-Id: <request_id>",
+ * "Accept: application/json" when the client sent no Accept,
+ * "Content-Type: application/json" when json_body, and "Expect:" (stops
+ * libcurl's 100-continue). NULL-terminated, one malloc'd block; free with
+ * free(). NULL when out of memory. */
+char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id, int json_body);
+
+#endif

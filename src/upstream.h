@@ -1,0 +1,77 @@
+/* upstream: an HTTP(S) client on the libevent loop, driven by libcurl's
+ * multi-socket interface (one mb_upstream per event loop). It knows nothing
+ * of membership: a call is a method, a URL path, headers and an optional
+ * small body; the whole response body is collected (bounded) and handed to
+ * the completion callback.
+ *
+ * Rules:
+ * - The completion callback runs exactly once per call that was not
+ *   cancelled, always from the event loop, never from inside upstream_call.
+ * - After upstream_cancel(call) the callback never runs and the call is freed.
+ * - The call (and the response it points to) is freed right after the
+ *   callback returns; copy what you need.
+ * - Starting new calls from inside a completion callback is allowed.
+ * - Transport failures before any response byte (connection refused, connect
+ *   timeout, connection closed or reset before a byte of response) are
+ *   retried up to opts.retries times with a short backoff (50 ms, then
+ *   doubled); a TLS verification failure, a timeout after the request was
+ *   sent, and every HTTP status are never retried.
+ */
+#ifndef MB_UPSTREAM_H
+#define MB_UPSTREAM_H
+
+#include <stddef.h>
+#include <event2/event.h>
+#include "aggregate.h"   /* mb_xfer */
+
+typedef struct mb_upstream mb_upstream;
+typedef struct mb_call     mb_call;
+
+typedef struct {
+    const char *base_url;         /* "https://host:port[/prefix]" without trailing '/' */
+    const char *ca_file;          /* NULL: system store */
+    const char *client_cert_file; /* NULL: none */
+    const char *client_key_file;
+    int         insecure;         /* 1: no peer/host verification */
+    long        connect_timeout_ms;
+    long        request_timeout_ms; /* per attempt, whole transfer */
+    int         retries;
+    long        max_connections;  /* CURLMOPT_MAX_TOTAL_CONNECTIONS */
+    size_t      max_response_bytes; /* bigger body -> XFER_BAD_RESPONSE */
+} mb_upstream_opts;
+
+typedef struct {
+    mb_xfer      xfer;        /* XFER_HTTP when a status line was received */
+    int          status;      /* HTTP status when xfer == XFER_HTTP */
+    const char  *body;        /* response body (NUL-terminated), never NULL */
+    size_t       body_len;
+    const char  *error;       /* when xfer != XFER_HTTP: curl's error text, e.g.
+                                 "SSL certificate problem: unable to get local issuer certificate" */
+    int          attempts;    /* 1 + retries made */
+    double       seconds;     /* total time including retries */
+} mb_response;
+
+typedef void (*mb_call_cb)(const mb_response *resp, void *arg);
+
+typedef struct {
+    const char  *method;          /* "GET", "POST", "PUT", "DELETE", "PATCH" */
+    const char  *path;            /* appended to base_url, starts with '/', already percent-encoded; may hold a query */
+    const char *const *headers;   /* NULL-terminated array of "Name: value" lines, or NULL */
+    const char  *body;            /* may be NULL; copied by upstream_call */
+    size_t       body_len;
+} mb_request;
+
+/* Returns NULL (and logs why) if libcurl cannot be set up. */
+mb_upstream *upstream_new(struct event_base *base, const mb_upstream_opts *opts);
+/* Cancels every call still running (no callbacks) and frees. */
+void         upstream_free(mb_upstream *up);
+
+/* Starts a call. Returns the call, or NULL when out of memory (no callback
+ * will run then). */
+mb_call     *upstream_call(mb_upstream *up, const mb_request *req, mb_call_cb cb, void *arg);
+void         upstream_cancel(mb_call *call);
+
+/* Number of calls not yet completed (for shutdown). */
+size_t       upstream_in_flight(const mb_upstream *up);
+
+#endif
