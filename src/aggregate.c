@@ -1,1 +1,145 @@
-/* placeholder: being written */
+/* aggregate: many member operations -> one v1 status and body (SPEC section 2). */
+#include "aggregate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+
+#include "reply.h"
+
+/* Any yajl_gen call that fails sends aggregate_body to its cleanup path. */
+#define GEN(call) do { if ((call) != yajl_gen_status_ok) goto out; } while (0)
+#define GEN_TEXT(g, s) do { if (reply_gen_text((g), (s), strlen(s)) != 0) goto out; } while (0)
+
+int aggregate_http_done(mb_action action, int http_status)
+{
+    if (action == ACT_ADD)
+        return http_status == 200 || http_status == 201 || http_status == 409;
+    return http_status == 204 || http_status == 404;
+}
+
+int aggregate_failure_status(const mb_outcome *o)
+{
+    switch (o->xfer) {
+    case XFER_HTTP:
+        if (o->http_status >= 400 && o->http_status <= 499)
+            return o->http_status;
+        return 502;   /* 5xx, or a status that makes no sense here */
+    case XFER_TIMEOUT:
+        return 504;
+    default:
+        return 502;
+    }
+}
+
+int aggregate_status(const mb_outcome *o, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!o[i].done)
+            return aggregate_failure_status(&o[i]);
+    return 204;
+}
+
+/* The "status" of one result: what the upstream answered, or for a
+ * transport failure the status the gateway gives it. */
+static int result_status(const mb_outcome *o)
+{
+    return o->xfer == XFER_HTTP ? o->http_status : aggregate_failure_status(o);
+}
+
+/* Why a failed operation failed, or NULL when its status says it all. */
+static const char *result_message(const mb_outcome *o)
+{
+    if (o->done)
+        return NULL;
+    if (o->message != NULL)
+        return o->message;
+    switch (o->xfer) {
+    case XFER_HTTP:
+        return NULL;
+    case XFER_UNREACHABLE:
+        return "upstream unreachable";
+    case XFER_TLS:
+        return "upstream TLS certificate did not verify";
+    case XFER_BAD_RESPONSE:
+        return "upstream response invalid";
+    case XFER_TIMEOUT:
+        return "upstream timed out";
+    case XFER_NONE:
+        break;
+    }
+    return "upstream call not made";
+}
+
+static yajl_gen_status gen_key(yajl_gen g, const char *key)
+{
+    return yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+}
+
+static char *take(yajl_gen g, size_t *len)
+{
+    const unsigned char *buf;
+    size_t n;
+    if (yajl_gen_get_buf(g, &buf, &n) != yajl_gen_status_ok)
+        return NULL;
+    char *res = malloc(n + 1);
+    if (res == NULL)
+        return NULL;
+    memcpy(res, buf, n);
+    res[n] = '\0';
+    if (len != NULL)
+        *len = n;
+    return res;
+}
+
+char *aggregate_body(const mb_outcome *o, size_t n, size_t *len)
+{
+    char *res = NULL;
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++)
+        failed += !o[i].done;
+    int code = aggregate_status(o, n);
+    char summary[96];
+    snprintf(summary, sizeof(summary), "%zu of %zu member operations failed", failed, n);
+
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (g == NULL)
+        return NULL;
+    yajl_gen_config(g, yajl_gen_beautify, 0);
+    GEN(yajl_gen_map_open(g));
+    GEN(gen_key(g, "error"));
+    GEN(yajl_gen_map_open(g));
+    GEN(gen_key(g, "code"));
+    GEN(yajl_gen_integer(g, code));
+    GEN(gen_key(g, "title"));
+    GEN(gen_key(g, reply_status_title(code)));
+    GEN(gen_key(g, "message"));
+    GEN(gen_key(g, summary));
+    GEN(yajl_gen_map_close(g));
+    GEN(gen_key(g, "results"));
+    GEN(yajl_gen_array_open(g));
+    for (size_t i = 0; i < n; i++) {
+        const char *msg = result_message(&o[i]);
+        GEN(yajl_gen_map_open(g));
+        GEN(gen_key(g, "member_id"));
+        GEN_TEXT(g, o[i].member_id != NULL ? o[i].member_id : "");
+        GEN(gen_key(g, "action"));
+        GEN(gen_key(g, o[i].action == ACT_ADD ? "add" : "delete"));
+        GEN(gen_key(g, "status"));
+        GEN(yajl_gen_integer(g, result_status(&o[i])));
+        GEN(gen_key(g, "done"));
+        GEN(yajl_gen_bool(g, o[i].done != 0));
+        if (msg != NULL) {
+            GEN(gen_key(g, "message"));
+            GEN_TEXT(g, msg);
+        }
+        GEN(yajl_gen_map_close(g));
+    }
+    GEN(yajl_gen_array_close(g));
+    GEN(yajl_gen_map_close(g));
+    res = take(g, len);
+out:
+    yajl_gen_free(g);
+    return res;
+}

@@ -24,7 +24,9 @@ typedef struct {
  * other than a lone "chunked" (case-insensitive); a header name that is
  * empty or holds a byte that is not an RFC 7230 tchar (catches folded
  * lines and whitespace before the colon); CR, LF or NUL in a value;
- * HTTP/1.1 without Host, or several Host headers. */
+ * HTTP/1.1 without Host, or several Host headers; Transfer-Encoding in an
+ * HTTP/1.0 request (RFC 9112 6.1: its framing is faulty). Values are taken
+ * without surrounding SP/HTAB. out is filled on success (and reset first). */
 const char *framing_check(const mb_header *h, size_t n, int http_minor, mb_framing *out);
 
 #endif

@@ -1,1 +1,165 @@
-/* placeholder: being written */
+/* fwd_headers: the client's end-to-end headers for an upstream call, and
+ * the X-Openstack-Request-Id (SPEC section 3). */
+#include "fwd_headers.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uuid/uuid.h>
+
+/* Never copied: hop-by-hop (RFC 9110 7.6.1) or set by the gateway. */
+static const char *const dropped[] = {
+    "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
+    "Upgrade", "Host", "Content-Length", "Content-Type", "Expect",
+    "X-Openstack-Request-Id",
+};
+
+static int ishex(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+int reqid_valid(const char *s, size_t len)
+{
+    static const char shape[] = "req-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+
+    if (s == NULL || len != MB_REQID_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (shape[i] == 'x' ? !ishex(s[i]) : s[i] != shape[i])
+            return 0;
+    }
+    return 1;
+}
+
+void reqid_new(char out[MB_REQID_LEN + 1])
+{
+    uuid_t u;
+
+    uuid_generate_random(u);
+    memcpy(out, "req-", 4);
+    uuid_unparse_lower(u, out + 4);  /* 36 chars and the NUL */
+}
+
+static int name_eq(const char *a, size_t alen, const char *lit)
+{
+    return alen == strlen(lit) && strncasecmp(a, lit, alen) == 0;
+}
+
+int fwd_header_is_dropped(const char *name, size_t nlen)
+{
+    if (nlen >= 6 && strncasecmp(name, "Proxy-", 6) == 0)
+        return 1;
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+        if (name_eq(name, nlen, dropped[i]))
+            return 1;
+    return 0;
+}
+
+/* 1 when the name is listed in a Connection header of the client
+ * ("Connection: close, X-Foo" makes X-Foo hop-by-hop). */
+static int named_by_connection(const mb_header *h, size_t n, const char *name, size_t nlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!name_eq(h[i].name, h[i].nlen, "Connection"))
+            continue;
+        const char *p = h[i].value, *end = h[i].value + h[i].vlen;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *tok = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if (p > tok && (size_t)(p - tok) == nlen && strncasecmp(tok, name, nlen) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* A header that can be put on a libcurl header line as it is. */
+static int header_sendable(const mb_header *h)
+{
+    if (h->name == NULL || h->nlen == 0 || (h->vlen > 0 && h->value == NULL))
+        return 0;
+    for (size_t i = 0; i < h->nlen; i++) {
+        unsigned char ch = (unsigned char)h->name[i];
+        if (ch <= ' ' || ch >= 0x7f || ch == ':' || ch == ';')
+            return 0;
+    }
+    for (size_t i = 0; i < h->vlen; i++)
+        if (h->value[i] == '\r' || h->value[i] == '\n' || h->value[i] == '\0')
+            return 0;
+    return 1;
+}
+
+static int header_copied(const mb_header *h, size_t n, size_t i)
+{
+    return header_sendable(&h[i]) && !fwd_header_is_dropped(h[i].name, h[i].nlen)
+        && !named_by_connection(h, n, h[i].name, h[i].nlen);
+}
+
+/* Appends one line to the block: lines[k] points at text written at *pos. */
+static void put_line(char **lines, size_t *k, char **pos, const char *name, size_t nlen,
+                     const char *value, size_t vlen)
+{
+    char *p = *pos;
+
+    lines[(*k)++] = p;
+    memcpy(p, name, nlen);
+    p += nlen;
+    if (vlen == 0) {
+        *p++ = ';';  /* libcurl: "Name;" sends an empty header, "Name:" removes it */
+    } else {
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, value, vlen);
+        p += vlen;
+    }
+    *p++ = '\0';
+    *pos = p;
+}
+
+char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id, int json_body)
+{
+    static const char accept[] = "Accept", accept_v[] = "application/json";
+    static const char ctype[] = "Content-Type";
+    static const char reqid[] = "X-Openstack-Request-Id";
+    static const char expect[] = "Expect:";
+    size_t nlines = 0, bytes = 0, k = 0;
+    int have_accept = 0;
+
+    if (request_id == NULL)
+        request_id = "";
+    for (size_t i = 0; i < n; i++) {
+        if (!header_copied(h, n, i))
+            continue;
+        nlines++;
+        bytes += h[i].nlen + 2 + h[i].vlen + 1;
+        if (name_eq(h[i].name, h[i].nlen, accept))
+            have_accept = 1;
+    }
+    nlines += 4;  /* request id, Accept, Content-Type, Expect */
+    bytes += sizeof(reqid) + 2 + strlen(request_id) + 1
+           + sizeof(accept) + 2 + sizeof(accept_v) + 1
+           + sizeof(ctype) + 2 + sizeof(accept_v) + 1
+           + sizeof(expect);
+
+    char **lines = malloc((nlines + 1) * sizeof(char *) + bytes);
+    if (lines == NULL)
+        return NULL;
+    char *pos = (char *)(lines + nlines + 1);
+
+    for (size_t i = 0; i < n; i++)
+        if (header_copied(h, n, i))
+            put_line(lines, &k, &pos, h[i].name, h[i].nlen, h[i].value, h[i].vlen);
+    put_line(lines, &k, &pos, reqid, sizeof(reqid) - 1, request_id, strlen(request_id));
+    if (!have_accept)
+        put_line(lines, &k, &pos, accept, sizeof(accept) - 1, accept_v, sizeof(accept_v) - 1);
+    if (json_body)
+        put_line(lines, &k, &pos, ctype, sizeof(ctype) - 1, accept_v, sizeof(accept_v) - 1);
+    lines[k++] = pos;
+    memcpy(pos, expect, sizeof(expect));
+    lines[k] = NULL;
+    return lines;
+}

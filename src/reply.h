@@ -5,6 +5,7 @@
 #define MB_REPLY_H
 
 #include <stddef.h>
+#include <yajl/yajl_gen.h>
 #include "strset.h"
 
 /* "Bad Request", "Not Found", ... ; "Error" for unknown codes. */
@@ -19,7 +20,19 @@ char *reply_members_json(const mb_strset *members, size_t *len);
 /* v1 shared images: {"shared_images": [{"image_id": I, "can_share": false}, ...]} */
 char *reply_shared_images_json(const mb_strset *image_ids, size_t *len);
 
-/* v2 add body: {"member": "<member_id>"} */
+/* v2 add body: {"member": "<member_id>"}. The id's bytes are written as
+ * they are (never substituted: that would name another member). */
 char *reply_v2_add_json(const char *member_id, size_t *len);
+
+/* Length of the well-formed UTF-8 sequence that starts s[0..len): 1 to 4,
+ * or 0 when none does (stray continuation byte, overlong form, surrogate,
+ * beyond U+10FFFF, cut short). */
+size_t reply_utf8_len(const unsigned char *s, size_t len);
+
+/* yajl_gen_string of s[0..len), with each byte that is not part of
+ * well-formed UTF-8 written as U+FFFD, so the JSON written stays valid
+ * whatever the text holds (an id from a percent-decoded path may hold any
+ * byte). Returns 0, or -1 on error (out of memory). */
+int reply_gen_text(yajl_gen g, const char *s, size_t len);
 
 #endif

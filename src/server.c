@@ -1,1 +1,559 @@
-/* placeholder: being written */
+/* server: libevhtp listener, per-request state, framing, body streaming,
+ * dispatch and the reply. See server.h.
+ *
+ * Guards for libevhtp 1.2.18 (each has an end-to-end test):
+ * - bodies are fed to yajl in on_read and the evbuffer is drained, so the
+ *   body never accumulates in req->buffer_in;
+ * - framing is checked in on_headers (its parser accepts CL+TE, duplicate
+ *   CL, "gzip, chunked", HTTP/1.1 without Host);
+ * - a reply before the body was read (413, framing 400, 501 with a body)
+ *   takes the connection over and closes it with a lingering close, so the
+ *   rest of the body is never parsed as a new request and the client gets
+ *   the reply;
+ * - every reply is sent while the request is paused, then resumed, so
+ *   pipelined requests are answered in order;
+ * - its max-body-size is not used (it drops the connection without a 413).
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <evhtp/evhtp.h>
+
+#include "framing.h"
+#include "fwd_headers.h"
+#include "linger.h"
+#include "log.h"
+#include "members.h"
+#include "reply.h"
+#include "route.h"
+#include "v1_body.h"
+
+#define MAX_HEADERS        100
+#define LINGER_SECONDS     5
+#define LINGER_MAX_BYTES   (64u << 20)
+#define BACKLOG            1024
+#define CAN_SHARE_WARNING  "299 memberbridge \"can_share is not supported by Image API v2 and was ignored\""
+
+typedef struct conn_node {
+    evhtp_connection_t *conn;
+    struct conn_node   *prev, *next;
+    struct mb_server   *srv;
+} conn_node;
+
+struct mb_server {
+    struct event_base *base;
+    const mb_conf     *conf;
+    mb_upstream       *up;
+    evhtp_t           *htp;
+    conn_node         *conns;
+    size_t             in_flight;
+    int                shutting_down;
+    void             (*drained)(void *arg);
+    void              *drained_arg;
+    struct event      *drain_ev;
+};
+
+typedef struct mb_req {
+    mb_server       *srv;
+    evhtp_request_t *req;
+    mb_route         route;
+    int              bad_route;       /* 400: route_parse refused an id */
+    v1_body         *body;
+    uint64_t         body_bytes;
+    char             request_id[MB_REQID_LEN + 1];
+    char             client[INET6_ADDRSTRLEN + 8];
+    const char      *method;
+    char            *path;            /* for the access log */
+    char           **hdrs, **hdrs_json;
+    struct timespec  start;
+    mb_exchange     *exchange;
+    struct event    *defer;           /* immediate replies are sent from here */
+    mb_reply         pending;         /* the reply the defer event sends */
+    int              replied;
+} mb_req;
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void format_client(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, outlen, "%s:%d", host, port);
+}
+
+static void req_free(mb_req *r)
+{
+    if (r == NULL)
+        return;
+    if (r->exchange)
+        members_cancel(r->exchange);
+    if (r->defer)
+        event_free(r->defer);
+    v1_body_free(r->body);
+    free(r->pending.body);
+    free(r->path);
+    free(r->hdrs);
+    free(r->hdrs_json);
+    r->srv->in_flight--;
+    if (r->srv->shutting_down && r->srv->in_flight == 0 && r->srv->drain_ev)
+        event_active(r->srv->drain_ev, EV_TIMEOUT, 1);
+    free(r);
+}
+
+/* The raw bytes of a complete JSON error reply that closes the connection. */
+static char *raw_close_reply(const mb_req *r, int status, const char *message, size_t *len)
+{
+    size_t blen = 0;
+    char *body = reply_error_json(status, message, &blen);
+    char *out = NULL;
+    int n = asprintf(&out,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n"
+                     "X-Openstack-Request-Id: %s\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     status, reply_status_title(status), body ? blen : 0,
+                     r->request_id, body ? body : "");
+    free(body);
+    if (n < 0)
+        return NULL;
+    *len = (size_t)n;
+    return out;
+}
+
+static void untrack_conn(mb_server *s, evhtp_connection_t *conn);
+
+/* Answers before the request was read whole and closes the connection:
+ * the connection is taken over from libevhtp (which then stops parsing it)
+ * and r is freed here, since the hooks that would free it are gone.
+ * The caller returns EVHTP_RES_ERROR from its hook. */
+static evhtp_res reply_and_close(mb_req *r, int status, const char *message)
+{
+    evhtp_request_t *req = r->req;
+    evhtp_connection_t *conn = evhtp_request_get_connection(req);
+    size_t len = 0;
+    char *raw = raw_close_reply(r, status, message, &len);
+
+    log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start), 0, 0);
+    log_info("%s client=%s: %d %s, closing the connection", r->request_id, r->client, status, message);
+    untrack_conn(r->srv, conn);
+    struct bufferevent *bev = evhtp_connection_take_ownership(conn);
+    req->cbarg = NULL;                 /* the request callback must not find r */
+    req_free(r);
+    if (raw)
+        linger_close(bev, raw, len, LINGER_SECONDS, LINGER_MAX_BYTES);
+    else
+        bufferevent_free(bev);
+    free(raw);
+    return EVHTP_RES_ERROR;
+}
+
+static void add_header(evhtp_request_t *req, const char *k, const char *v)
+{
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 1, 1));
+}
+
+/* Sends r->pending (status, body) and resumes the paused connection. */
+static void send_pending(mb_req *r)
+{
+    evhtp_request_t *req = r->req;
+    mb_reply *p = &r->pending;
+
+    add_header(req, "X-Openstack-Request-Id", r->request_id);
+    if (p->can_share_warning)
+        add_header(req, "Warning", CAN_SHARE_WARNING);
+    if (p->status == 405 && r->route.allow)
+        add_header(req, "Allow", r->route.allow);
+    if (p->body) {
+        if (p->status != 200 || r->route.op != OP_HEALTHCHECK)
+            add_header(req, "Content-Type", "application/json");
+        else
+            add_header(req, "Content-Type", "text/plain");
+        if (req->method != htp_method_HEAD)
+            evbuffer_add(req->buffer_out, p->body, p->body_len);
+    } else if (p->status == 204) {
+        /* libevhtp adds Content-Length: 0 to every bodiless reply unless
+         * the request is flagged chunked; a 204 must not carry it. */
+        req->flags |= EVHTP_REQ_FLAG_CHUNKED;
+    }
+    if (r->srv->shutting_down)
+        req->flags &= (uint16_t)~EVHTP_REQ_FLAG_KEEPALIVE;
+    log_access(r->request_id, r->client, r->method, r->path, p->status,
+               ms_since(&r->start), p->calls, p->failed);
+    r->replied = 1;
+    evhtp_send_reply(req, (evhtp_res)p->status);
+    evhtp_request_resume(req);
+}
+
+static void on_defer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    send_pending(arg);
+}
+
+/* Replies from the loop, not from inside the parser's callback. */
+static void reply_soon(mb_req *r, int status, char *body, size_t len)
+{
+    static const struct timeval zero = { 0, 0 };
+    r->pending.status = status;
+    r->pending.body = body;
+    r->pending.body_len = len;
+    if (r->defer == NULL)
+        r->defer = evtimer_new(r->srv->base, on_defer, r);
+    if (r->defer == NULL) {
+        send_pending(r);
+        return;
+    }
+    evtimer_add(r->defer, &zero);
+}
+
+static void reply_error_soon(mb_req *r, int status, const char *message)
+{
+    size_t len = 0;
+    char *body = reply_error_json(status, message, &len);
+    reply_soon(r, status, body, len);
+}
+
+/* ---- membership operations ---------------------------------------------- */
+
+static void on_members_done(mb_reply *reply, void *arg)
+{
+    mb_req *r = arg;
+    r->exchange = NULL;
+    r->pending = *reply;
+    send_pending(r);
+}
+
+static void start_members(mb_req *r)
+{
+    mb_members_env env = {
+        .up = r->srv->up, .conf = r->srv->conf,
+        .request_id = r->request_id, .client = r->client,
+        .headers = r->hdrs, .headers_json = r->hdrs_json,
+    };
+    if (r->hdrs == NULL || r->hdrs_json == NULL
+        || members_start(&env, &r->route, r->body, on_members_done, r, &r->exchange) != 0)
+        reply_error_soon(r, 500, "out of memory");
+}
+
+/* ---- libevhtp hooks ------------------------------------------------------ */
+
+/* The request is complete (body read): decide the reply. */
+static void on_request(evhtp_request_t *req, void *arg)
+{
+    mb_req *r = arg;
+    const mb_conf *conf;
+
+    if (r == NULL || r->req != req)
+        return;        /* taken over by reply_and_close */
+    conf = r->srv->conf;
+    evhtp_request_pause(req);
+
+    if (r->bad_route) {
+        reply_error_soon(r, 400, r->route.error);
+        return;
+    }
+    switch (r->route.op) {
+    case OP_METHOD_NOT_ALLOWED:
+        reply_error_soon(r, 405, "method not allowed on this resource");
+        return;
+    case OP_HEALTHCHECK:
+        reply_soon(r, 200, strdup("OK"), 2);
+        return;
+    case OP_NONE:
+        reply_error_soon(r, 501, "only the Image API v1 membership calls are served by this gateway version");
+        return;
+    case OP_ADD:
+    case OP_REPLACE:
+        if (v1_body_finish(r->body) != 0) {
+            reply_error_soon(r, v1_body_status(r->body), v1_body_error(r->body));
+            return;
+        }
+        if (v1_body_can_share_true(r->body)) {
+            if (conf->members.can_share == CAN_SHARE_REJECT) {
+                reply_error_soon(r, 400, "can_share is not supported by Image API v2");
+                return;
+            }
+            log_warning("%s client=%s: can_share true ignored (Image API v2 has no can_share)",
+                        r->request_id, r->client);
+        }
+        start_members(r);
+        return;
+    default:
+        start_members(r);
+        return;
+    }
+}
+
+static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
+{
+    mb_req *r = arg;
+    size_t n = evbuffer_get_length(buf);
+
+    (void)req;
+    r->body_bytes += n;
+    if (r->body_bytes > (uint64_t)r->srv->conf->server.max_body_bytes) {
+        evbuffer_drain(buf, n);
+        return reply_and_close(r, 413, "request body larger than max_body_bytes");
+    }
+    if (r->body) {
+        struct evbuffer_iovec vec[16];
+        struct evbuffer_ptr pos;
+        size_t left = n;
+        evbuffer_ptr_set(buf, &pos, 0, EVBUFFER_PTR_SET);
+        while (left > 0 && v1_body_status(r->body) == 0) {
+            int k = evbuffer_peek(buf, (ev_ssize_t)left, &pos, vec, 16);
+            if (k <= 0)
+                break;
+            for (int i = 0; i < k && i < 16 && left > 0; i++) {
+                size_t len = vec[i].iov_len < left ? vec[i].iov_len : left;
+                v1_body_feed(r->body, vec[i].iov_base, len);
+                left -= len;
+            }
+            evbuffer_ptr_set(buf, &pos, n - left, EVBUFFER_PTR_SET);
+        }
+    }
+    evbuffer_drain(buf, n);   /* never let the body pile up in buffer_in */
+    return EVHTP_RES_OK;
+}
+
+static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
+{
+    mb_req *r = arg;
+    (void)req;
+    if (r && !r->replied)
+        log_info("%s client=%s: connection closed before the reply", r->request_id, r->client);
+    req_free(r);
+    return EVHTP_RES_OK;
+}
+
+static int collect_header(evhtp_kv_t *kv, void *arg)
+{
+    struct { mb_header h[MAX_HEADERS]; size_t n; int overflow; } *c = arg;
+    if (c->n == MAX_HEADERS) {
+        c->overflow = 1;
+        return 1;
+    }
+    c->h[c->n].name = kv->key;
+    c->h[c->n].nlen = kv->klen;
+    c->h[c->n].value = kv->val ? kv->val : "";
+    c->h[c->n].vlen = kv->val ? kv->vlen : 0;
+    c->n++;
+    return 0;
+}
+
+static const char *find_header(const mb_header *h, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].nlen == len && strncasecmp(h[i].name, name, len) == 0)
+            return h[i].value;
+    }
+    return NULL;
+}
+
+static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void *arg)
+{
+    mb_server *s = arg;
+    const mb_conf *conf = s->conf;
+    struct { mb_header h[MAX_HEADERS]; size_t n; int overflow; } hs = { .n = 0 };
+    mb_framing fr;
+    const char *err, *rid;
+    mb_req *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return EVHTP_RES_ERROR;
+    r->srv = s;
+    r->req = req;
+    s->in_flight++;
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    format_client(evhtp_request_get_connection(req)->saddr, r->client, sizeof(r->client));
+    r->method = htparser_get_methodstr_m(req->method);
+    if (r->method == NULL)
+        r->method = "?";
+    r->path = strdup(req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full : "");
+    evhtp_request_set_hook(req, evhtp_hook_on_read, (evhtp_hook)on_read, r);
+    evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_request_fini, r);
+    req->cbarg = r;
+
+    evhtp_headers_for_each(headers, collect_header, &hs);
+    rid = find_header(hs.h, hs.n, "X-Openstack-Request-Id");
+    if (rid && reqid_valid(rid, strlen(rid)))
+        snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
+    else
+        reqid_new(r->request_id);
+
+    if (r->path == NULL)
+        return reply_and_close(r, 500, "out of memory");
+    if (hs.overflow)
+        return reply_and_close(r, 431, "too many header fields");
+    err = framing_check(hs.h, hs.n, req->proto == EVHTP_PROTO_11 ? 1 : 0, &fr);
+    if (err)
+        return reply_and_close(r, 400, err);
+    if (fr.content_length > conf->server.max_body_bytes)
+        return reply_and_close(r, 413, "request body larger than max_body_bytes");
+
+    if (route_parse(r->method, r->path, &r->route) != 0) {
+        r->bad_route = 1;   /* answered 400 once the body is read */
+        return EVHTP_RES_OK;
+    }
+    if (r->route.kind == ROUTE_OTHER && (fr.chunked || fr.content_length > 0))
+        return reply_and_close(r, 501, "only the Image API v1 membership calls are served by this gateway version");
+
+    if (r->route.op == OP_ADD || r->route.op == OP_REPLACE) {
+        r->body = v1_body_new(r->route.op == OP_ADD ? V1_BODY_ADD : V1_BODY_REPLACE,
+                              (size_t)conf->members.max_per_request,
+                              r->route.op == OP_ADD ? r->route.member_id : NULL);
+        if (r->body == NULL)
+            return reply_and_close(r, 500, "out of memory");
+    }
+    if (r->route.op == OP_ADD || r->route.op == OP_REPLACE || r->route.op == OP_LIST
+        || r->route.op == OP_REMOVE || r->route.op == OP_SHARED_IMAGES) {
+        r->hdrs = fwd_headers_build(hs.h, hs.n, r->request_id, 0);
+        r->hdrs_json = fwd_headers_build(hs.h, hs.n, r->request_id, 1);
+    }
+    return EVHTP_RES_OK;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void untrack_conn(mb_server *s, evhtp_connection_t *conn)
+{
+    for (conn_node *n = s->conns; n; n = n->next) {
+        if (n->conn != conn)
+            continue;
+        if (n->prev)
+            n->prev->next = n->next;
+        else
+            s->conns = n->next;
+        if (n->next)
+            n->next->prev = n->prev;
+        free(n);
+        return;
+    }
+}
+
+static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
+{
+    conn_node *n = arg;
+    untrack_conn(n->srv, conn);
+    return EVHTP_RES_OK;
+}
+
+static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
+{
+    mb_server *s = arg;
+    conn_node *n;
+    if (s->shutting_down || (n = calloc(1, sizeof(*n))) == NULL)
+        return EVHTP_RES_ERROR;
+    n->conn = conn;
+    n->srv = s;
+    n->next = s->conns;
+    if (s->conns)
+        s->conns->prev = n;
+    s->conns = n;
+    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, s);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, n);
+    return EVHTP_RES_OK;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static void on_drained(evutil_socket_t fd, short what, void *arg)
+{
+    mb_server *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->in_flight == 0 && s->drained)
+        s->drained(s->drained_arg);
+}
+
+mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream *up)
+{
+    mb_server *s = calloc(1, sizeof(*s));
+    struct timeval tv = { conf->server.client_timeout, 0 };
+    if (s == NULL)
+        return NULL;
+    s->base = base;
+    s->conf = conf;
+    s->up = up;
+    s->htp = evhtp_new(base, NULL);
+    s->drain_ev = event_new(base, -1, 0, on_drained, s);
+    if (s->htp == NULL || s->drain_ev == NULL) {
+        server_free(s);
+        return NULL;
+    }
+    evhtp_set_gencb(s->htp, on_request, NULL);
+    evhtp_set_post_accept_cb(s->htp, on_accept, s);
+    evhtp_set_timeouts(s->htp, &tv, &tv);
+    return s;
+}
+
+int server_listen(mb_server *s)
+{
+    char addr[300];
+    const char *host = s->conf->server.listen_host;
+    snprintf(addr, sizeof(addr), "%s%s", strchr(host, ':') ? "ipv6:" : "", host);
+    if (evhtp_bind_socket(s->htp, addr, (uint16_t)s->conf->server.listen_port, BACKLOG) != 0) {
+        log_error("cannot listen on %s: %m", s->conf->server.listen);
+        return -1;
+    }
+    log_info("listening on %s, upstream %s", s->conf->server.listen, s->conf->upstream.url);
+    return 0;
+}
+
+void server_shutdown(mb_server *s, void (*drained)(void *arg), void *arg)
+{
+    s->shutting_down = 1;
+    s->drained = drained;
+    s->drained_arg = arg;
+    evhtp_unbind_socket(s->htp);
+    log_info("shutting down: %zu request%s in flight", s->in_flight, s->in_flight == 1 ? "" : "s");
+    event_active(s->drain_ev, EV_TIMEOUT, 1);
+}
+
+size_t server_in_flight(const mb_server *s)
+{
+    return s->in_flight;
+}
+
+void server_free(mb_server *s)
+{
+    if (s == NULL)
+        return;
+    while (s->conns)
+        evhtp_connection_free(s->conns->conn);   /* its fini hook untracks it */
+    linger_close_all();
+    if (s->htp) {
+        if (!s->shutting_down)
+            evhtp_unbind_socket(s->htp);
+        evhtp_free(s->htp);
+    }
+    if (s->drain_ev)
+        event_free(s->drain_ev);
+    free(s);
+}

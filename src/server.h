@@ -1,1 +1,26 @@
-/* placeholder */
+/* server: the inbound HTTP listener (libevhtp on the libevent loop), the
+ * per-request state, the framing checks and body streaming, and dispatch to
+ * the membership operations. One mb_req per request owns everything the
+ * request uses; it is freed only in the request-fini hook (or, when the
+ * gateway takes the connection over to answer and close, right there). */
+#ifndef MB_SERVER_H
+#define MB_SERVER_H
+
+#include <stddef.h>
+#include <event2/event.h>
+#include "mb_conf.h"
+#include "upstream.h"
+
+typedef struct mb_server mb_server;
+
+mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream *up);
+/* Binds the listener. Returns 0, or -1 after logging why. */
+int        server_listen(mb_server *s);
+/* Stops accepting; `drained` runs (from the loop) once no request is in
+ * flight. Idle keep-alive connections are closed by server_free. */
+void       server_shutdown(mb_server *s, void (*drained)(void *arg), void *arg);
+size_t     server_in_flight(const mb_server *s);
+/* Closes every connection (freeing requests still in flight) and frees. */
+void       server_free(mb_server *s);
+
+#endif

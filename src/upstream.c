@@ -1,1 +1,736 @@
-/* placeholder: being written */
+/* upstream: libcurl's multi-socket interface driven by a libevent loop (the
+ * pattern of curl's hiperfifo example).
+ *
+ * - curl tells us which sockets to watch (on_curl_socket) and when to wake
+ *   it up (on_curl_timer); we translate that into one persistent struct
+ *   event per socket and one evtimer per mb_upstream. Every wake-up calls
+ *   curl_multi_socket_action and then reaps finished transfers, one message
+ *   at a time, because a completion callback may start or cancel calls.
+ * - One mb_call per upstream call owns its easy handle, header list, request
+ *   body copy, response buffer and retry timer; call_free() is the only
+ *   place that frees them.
+ * - Connections live in the multi handle's pool; TLS sessions and DNS
+ *   answers in one CURLSH per mb_upstream (one loop, one thread: no locks).
+ */
+#include "upstream.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+
+#define RETRY_BACKOFF_MS 50L
+
+typedef enum {
+    CALL_RUNNING,   /* easy handle is in the multi */
+    CALL_BACKOFF,   /* waiting on call->timer before the next attempt */
+    CALL_FAILING,   /* could not (re)start: failure delivered from call->timer */
+    CALL_DONE       /* completion callback running; freed when it returns */
+} call_state;
+
+typedef struct mb_sock mb_sock;
+
+struct mb_upstream {
+    struct event_base *base;
+    CURLM             *multi;
+    CURLSH            *share;
+    struct event      *timer;        /* curl's single timeout */
+    char              *base_url;
+    char              *ca_file, *client_cert_file, *client_key_file;
+    mb_upstream_opts   opts;         /* strings point at the copies above */
+    mb_call           *calls;        /* every live call, doubly linked */
+    size_t             n_calls;
+    mb_sock           *socks;        /* every watched socket, doubly linked */
+};
+
+/* One socket curl asked us to watch. */
+struct mb_sock {
+    mb_upstream   *up;
+    curl_socket_t  fd;
+    struct event  *ev;
+    short          what;             /* EV_READ|EV_WRITE currently watched */
+    mb_sock       *prev, *next;
+};
+
+struct mb_call {
+    mb_upstream        *up;
+    mb_call            *prev, *next;
+    call_state          state;
+    CURL               *easy;
+    struct curl_slist  *headers;
+    struct event       *timer;       /* retry backoff / deferred failure */
+    char               *method;
+    char               *path;
+    char               *body;        /* copy of the request body, may be NULL */
+    size_t              body_len;
+    char               *buf;         /* response body, NUL-terminated */
+    size_t              len, cap;
+    int                 too_big;     /* response exceeded max_response_bytes */
+    int                 attempts;
+    struct timespec     started;
+    mb_response         resp;
+    char                msg[CURL_ERROR_SIZE + 64]; /* our own error text */
+    char                errbuf[CURL_ERROR_SIZE];   /* curl's, per attempt */
+    mb_call_cb          cb;
+    void               *arg;
+};
+
+static void check_multi_info(mb_upstream *up);
+static void call_attempt_failed(mb_call *call, CURLcode rc);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int has_header(const char *const *headers, const char *name)
+{
+    size_t n = strlen(name);
+    for (; headers && *headers; headers++)
+        if (strncasecmp(*headers, name, n) == 0 && ((*headers)[n] == ':' || (*headers)[n] == ';'))
+            return 1;
+    return 0;
+}
+
+static int append_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (!l)
+        return -1;
+    *list = l;
+    return 0;
+}
+
+/* ---- curl socket and timer callbacks ------------------------------------ */
+
+static void on_sock_event(evutil_socket_t fd, short what, void *arg)
+{
+    mb_upstream *up = ((mb_sock *)arg)->up;   /* arg may be freed below */
+    int running = 0;
+    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
+                ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+
+    curl_multi_socket_action(up->multi, fd, flags, &running);
+    check_multi_info(up);
+}
+
+static void sock_free(mb_sock *s)
+{
+    mb_upstream *up = s->up;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        up->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    event_free(s->ev);
+    free(s);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: create, update or delete the watch on one socket. */
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    mb_upstream *up = userp;
+    mb_sock *s = socketp;
+    short ev_what;
+    (void)easy;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (s)
+            sock_free(s);
+        curl_multi_assign(up->multi, fd, NULL);
+        return 0;
+    }
+
+    ev_what = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
+                      ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
+
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            return -1;
+        s->up = up;
+        s->fd = fd;
+        s->ev = event_new(up->base, fd, (short)(ev_what | EV_PERSIST), on_sock_event, s);
+        if (!s->ev) {
+            free(s);
+            return -1;
+        }
+        s->what = ev_what;
+        s->next = up->socks;
+        if (up->socks)
+            up->socks->prev = s;
+        up->socks = s;
+        curl_multi_assign(up->multi, fd, s);
+        if (event_add(s->ev, NULL) != 0)
+            return -1;
+        return 0;
+    }
+
+    if (s->what != ev_what || s->fd != fd) {
+        event_del(s->ev);
+        if (event_assign(s->ev, up->base, fd, (short)(ev_what | EV_PERSIST), on_sock_event, s) != 0)
+            return -1;
+        s->fd = fd;
+        s->what = ev_what;
+        if (event_add(s->ev, NULL) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    mb_upstream *up = arg;
+    int running = 0;
+    (void)fd;
+    (void)what;
+
+    curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(up);
+}
+
+/* CURLMOPT_TIMERFUNCTION: only (re)arms or disarms our timer; the work is
+ * done later from on_timer, never from inside curl. */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    mb_upstream *up = userp;
+    (void)multi;
+
+    if (timeout_ms < 0) {
+        evtimer_del(up->timer);
+        return 0;
+    }
+    struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+    return evtimer_add(up->timer, &tv) == 0 ? 0 : -1;
+}
+
+/* ---- the response body ---------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    mb_call *call = userp;
+    size_t n = size * nmemb;
+    size_t max = call->up->opts.max_response_bytes;
+
+    if (n > max - call->len) {   /* call->len <= max always holds */
+        call->too_big = 1;
+        return CURL_WRITEFUNC_ERROR;
+    }
+    if (call->len + n + 1 > call->cap) {
+        size_t cap = call->cap ? call->cap : 1024;
+        while (cap < call->len + n + 1)
+            cap *= 2;
+        char *b = realloc(call->buf, cap);
+        if (!b)
+            return CURL_WRITEFUNC_ERROR;
+        call->buf = b;
+        call->cap = cap;
+    }
+    memcpy(call->buf + call->len, data, n);
+    call->len += n;
+    call->buf[call->len] = '\0';
+    return n;
+}
+
+/* ---- call lifetime ----------------------------------------------------------- */
+
+/* The only place a call's resources are freed. */
+static void call_free(mb_call *call)
+{
+    mb_upstream *up = call->up;
+
+    if (call->easy) {
+        if (call->state == CALL_RUNNING)
+            curl_multi_remove_handle(up->multi, call->easy);
+        curl_easy_cleanup(call->easy);
+    }
+    if (call->timer)
+        event_free(call->timer);
+    curl_slist_free_all(call->headers);
+
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        up->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    if (call->state != CALL_DONE)
+        up->n_calls--;
+
+    free(call->method);
+    free(call->path);
+    free(call->body);
+    free(call->buf);
+    free(call);
+}
+
+/* Fills call->resp, runs the callback (exactly once), frees the call. */
+static void call_complete(mb_call *call, mb_xfer xfer, int status, const char *error)
+{
+    if (call->state == CALL_RUNNING) {
+        curl_multi_remove_handle(call->up->multi, call->easy);
+    }
+    call->state = CALL_DONE;   /* upstream_cancel(call) from the callback is a no-op */
+    call->up->n_calls--;
+
+    call->resp.xfer = xfer;
+    call->resp.status = xfer == XFER_HTTP ? status : 0;
+    call->resp.body = call->buf ? call->buf : "";
+    call->resp.body_len = call->len;
+    call->resp.error = xfer == XFER_HTTP ? "" : (error && *error ? error : "upstream call failed");
+    call->resp.attempts = call->attempts;
+    call->resp.seconds = seconds_since(&call->started);
+
+    if (xfer == XFER_HTTP)
+        log_debug("upstream: %s %s -> %d (%zu bytes, %d attempt%s, %.3f s)",
+                  call->method, call->path, status, call->len, call->attempts,
+                  call->attempts == 1 ? "" : "s", call->resp.seconds);
+    else
+        log_debug("upstream: %s %s failed after %d attempt%s: %s",
+                  call->method, call->path, call->attempts,
+                  call->attempts == 1 ? "" : "s", call->resp.error);
+
+    call->cb(&call->resp, call->arg);
+    call_free(call);
+}
+
+/* Puts the easy handle into the multi for one more attempt. */
+static int call_start_attempt(mb_call *call)
+{
+    CURLMcode mc;
+
+    call->attempts++;
+    call->len = 0;
+    if (call->buf)
+        call->buf[0] = '\0';
+    call->too_big = 0;
+    call->errbuf[0] = '\0';
+
+    log_debug("upstream: %s %s attempt %d", call->method, call->path, call->attempts);
+    mc = curl_multi_add_handle(call->up->multi, call->easy);
+    if (mc != CURLM_OK) {
+        snprintf(call->msg, sizeof(call->msg), "cannot start upstream call: %s",
+                 curl_multi_strerror(mc));
+        return -1;
+    }
+    call->state = CALL_RUNNING;
+    return 0;
+}
+
+/* call->timer: the retry backoff has elapsed, or a failure is to be
+ * delivered from the loop rather than from inside upstream_call. */
+static void on_call_timer(evutil_socket_t fd, short what, void *arg)
+{
+    mb_call *call = arg;
+    (void)fd;
+    (void)what;
+
+    if (call->state == CALL_FAILING) {
+        call_complete(call, XFER_UNREACHABLE, 0, call->msg);
+        return;
+    }
+    if (call_start_attempt(call) != 0)
+        call_complete(call, XFER_UNREACHABLE, 0, call->msg);
+}
+
+/* Arms call->timer to deliver the failure in call->msg from the loop. */
+static void call_fail_later(mb_call *call)
+{
+    static const struct timeval zero = { 0, 0 };
+    call->state = CALL_FAILING;
+    evtimer_add(call->timer, &zero);
+}
+
+/* ---- classification --------------------------------------------------------- */
+
+static int is_tls_error(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CLIENTCERT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Whether any byte of a response arrived during this attempt. */
+static int got_response_bytes(mb_call *call)
+{
+    long header_size = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_HEADER_SIZE, &header_size);
+    return header_size > 0 || call->len > 0;
+}
+
+/* Whether this attempt got as far as sending the request: the connection
+ * (and TLS handshake) was established. A timeout before that point is a
+ * connect timeout. */
+static int request_was_sent(mb_call *call)
+{
+    curl_off_t pretransfer = 0;
+    long request_size = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    curl_easy_getinfo(call->easy, CURLINFO_REQUEST_SIZE, &request_size);
+    return pretransfer > 0 || request_size > 0;
+}
+
+/* One attempt ended with rc: completes the call, or schedules a retry. */
+static void call_attempt_failed(mb_call *call, CURLcode rc)
+{
+    mb_upstream *up = call->up;
+    const char *err = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
+    mb_xfer xfer;
+    int retryable = 0;
+
+    if (call->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+        snprintf(call->msg, sizeof(call->msg), "upstream response larger than %zu bytes",
+                 up->opts.max_response_bytes);
+        call_complete(call, XFER_BAD_RESPONSE, 0, call->msg);
+        return;
+    }
+
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+        xfer = XFER_UNREACHABLE;
+        retryable = 1;
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (request_was_sent(call)) {
+            xfer = XFER_TIMEOUT;
+        } else {
+            xfer = XFER_UNREACHABLE;   /* connect timeout */
+            retryable = 1;
+        }
+        break;
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        if (got_response_bytes(call)) {
+            xfer = XFER_BAD_RESPONSE;
+        } else {
+            xfer = XFER_UNREACHABLE;
+            retryable = 1;
+        }
+        break;
+    default:
+        xfer = is_tls_error(rc) ? XFER_TLS : XFER_BAD_RESPONSE;
+        break;
+    }
+
+    snprintf(call->msg, sizeof(call->msg), "%s", err);
+    /* curl's error buffer often ends with a space or newline */
+    for (size_t n = strlen(call->msg); n > 0 && (call->msg[n - 1] == ' ' || call->msg[n - 1] == '\n'); n--)
+        call->msg[n - 1] = '\0';
+
+    if (!retryable || call->attempts > up->opts.retries) {
+        call_complete(call, xfer, 0, call->msg);
+        return;
+    }
+
+    long delay = RETRY_BACKOFF_MS << (call->attempts - 1 < 10 ? call->attempts - 1 : 10);
+    log_warning("upstream: %s %s attempt %d failed (%s), retrying in %ld ms",
+                call->method, call->path, call->attempts, call->msg, delay);
+    curl_multi_remove_handle(up->multi, call->easy);
+    call->state = CALL_BACKOFF;
+    struct timeval tv = { .tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000 };
+    if (evtimer_add(call->timer, &tv) != 0)
+        call_fail_later(call);   /* msg already holds the last error */
+}
+
+static void call_finished(mb_call *call, CURLcode rc)
+{
+    if (rc == CURLE_OK) {
+        long status = 0;
+        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status < 100 || status > 999) {
+            snprintf(call->msg, sizeof(call->msg), "upstream sent an invalid status (%ld)", status);
+            call_complete(call, XFER_BAD_RESPONSE, 0, call->msg);
+        } else {
+            call_complete(call, XFER_HTTP, (int)status, NULL);
+        }
+        return;
+    }
+    call_attempt_failed(call, rc);
+}
+
+/* Reaps finished transfers one at a time: each completion callback may
+ * cancel other calls (whose messages curl then drops) or start new ones. */
+static void check_multi_info(mb_upstream *up)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        mb_call *call = NULL;
+        CURLcode rc = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        if (call && call->state == CALL_RUNNING)
+            call_finished(call, rc);
+    }
+}
+
+/* ---- public ---------------------------------------------------------------- */
+
+mb_upstream *upstream_new(struct event_base *base, const mb_upstream_opts *opts)
+{
+    mb_upstream *up = calloc(1, sizeof(*up));
+    if (!up) {
+        log_error("upstream: out of memory");
+        return NULL;
+    }
+    up->base = base;
+    up->opts = *opts;
+    up->base_url = dup_or_null(opts->base_url ? opts->base_url : "");
+    up->ca_file = dup_or_null(opts->ca_file);
+    up->client_cert_file = dup_or_null(opts->client_cert_file);
+    up->client_key_file = dup_or_null(opts->client_key_file);
+    if (!up->base_url || (opts->ca_file && !up->ca_file) ||
+        (opts->client_cert_file && !up->client_cert_file) ||
+        (opts->client_key_file && !up->client_key_file)) {
+        log_error("upstream: out of memory");
+        goto fail;
+    }
+    up->opts.base_url = up->base_url;
+    up->opts.ca_file = up->ca_file;
+    up->opts.client_cert_file = up->client_cert_file;
+    up->opts.client_key_file = up->client_key_file;
+    if (up->opts.max_connections < 1)
+        up->opts.max_connections = 1;
+    if (up->opts.retries < 0)
+        up->opts.retries = 0;
+
+    up->timer = evtimer_new(base, on_timer, up);
+    if (!up->timer) {
+        log_error("upstream: cannot create the timer event");
+        goto fail;
+    }
+
+    up->share = curl_share_init();
+    if (!up->share ||
+        curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+        curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+        log_error("upstream: cannot set up the libcurl share handle");
+        goto fail;
+    }
+
+    up->multi = curl_multi_init();
+    if (!up->multi ||
+        curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up) != CURLM_OK ||
+        curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up) != CURLM_OK ||
+        curl_multi_setopt(up->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, up->opts.max_connections) != CURLM_OK ||
+        curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, up->opts.max_connections) != CURLM_OK ||
+        curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, up->opts.max_connections) != CURLM_OK) {
+        log_error("upstream: cannot set up the libcurl multi handle");
+        goto fail;
+    }
+    return up;
+
+fail:
+    upstream_free(up);
+    return NULL;
+}
+
+void upstream_free(mb_upstream *up)
+{
+    if (!up)
+        return;
+    /* Not from inside a completion callback: that call is still in use. */
+    for (mb_call *c = up->calls, *next; c; c = next) {
+        next = c->next;
+        upstream_cancel(c);
+    }
+    if (up->multi)
+        curl_multi_cleanup(up->multi);   /* closes pooled connections */
+    while (up->socks)
+        sock_free(up->socks);
+    if (up->share)
+        curl_share_cleanup(up->share);
+    if (up->timer)
+        event_free(up->timer);
+    free(up->base_url);
+    free(up->ca_file);
+    free(up->client_cert_file);
+    free(up->client_key_file);
+    free(up);
+}
+
+/* Sets every option of the easy handle for this call. Returns the first
+ * failing CURLcode. */
+static CURLcode call_setup(mb_call *call, const mb_request *req)
+{
+    mb_upstream *up = call->up;
+    const mb_upstream_opts *o = &up->opts;
+    CURL *e = call->easy;
+    CURLcode rc = CURLE_OK;
+    size_t ulen = strlen(o->base_url) + strlen(req->path) + 1;
+    char *url = malloc(ulen);
+
+    if (!url)
+        return CURLE_OUT_OF_MEMORY;
+    snprintf(url, ulen, "%s%s", o->base_url, req->path);
+
+#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
+    SET(CURLOPT_URL, url);                  /* curl copies strings */
+    SET(CURLOPT_PRIVATE, (void *)call);
+    SET(CURLOPT_SHARE, up->share);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_PROXY, "");                 /* never an environment proxy */
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, o->request_timeout_ms);
+    SET(CURLOPT_ERRORBUFFER, call->errbuf);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, (void *)call);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(o->max_response_bytes > (uint64_t)INT64_MAX ? INT64_MAX : o->max_response_bytes));
+    if (o->insecure) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    } else {
+        SET(CURLOPT_SSL_VERIFYPEER, 1L);
+        SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    }
+    if (o->ca_file)
+        SET(CURLOPT_CAINFO, o->ca_file);
+    if (o->client_cert_file)
+        SET(CURLOPT_SSLCERT, o->client_cert_file);
+    if (o->client_key_file)
+        SET(CURLOPT_SSLKEY, o->client_key_file);
+
+    if (strcmp(req->method, "GET") == 0) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(req->method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else {
+        /* POST, PUT and PATCH always send a body (maybe empty, so that
+         * Content-Length: 0 goes out); other methods only when given one. */
+        int with_body = call->body || strcmp(req->method, "POST") == 0 ||
+                        strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
+        if (with_body) {
+            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
+            SET(CURLOPT_POSTFIELDS, call->body ? call->body : "");
+        }
+        SET(CURLOPT_CUSTOMREQUEST, req->method);
+    }
+#undef SET
+    free(url);
+    if (rc != CURLE_OK)
+        return rc;
+
+    /* Header lines as given; curl's own Expect: 100-continue and form
+     * Content-Type are suppressed unless the caller set them. */
+    for (const char *const *h = req->headers; h && *h; h++)
+        if (append_header(&call->headers, *h) != 0)
+            return CURLE_OUT_OF_MEMORY;
+    if (!has_header(req->headers, "Expect") && append_header(&call->headers, "Expect:") != 0)
+        return CURLE_OUT_OF_MEMORY;
+    if (!has_header(req->headers, "Content-Type") && append_header(&call->headers, "Content-Type:") != 0)
+        return CURLE_OUT_OF_MEMORY;
+    return curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
+}
+
+mb_call *upstream_call(mb_upstream *up, const mb_request *req, mb_call_cb cb, void *arg)
+{
+    mb_call *call = calloc(1, sizeof(*call));
+    CURLcode rc;
+
+    if (!call)
+        return NULL;
+    call->up = up;
+    call->cb = cb;
+    call->arg = arg;
+    call->state = CALL_FAILING;
+    clock_gettime(CLOCK_MONOTONIC, &call->started);
+    call->method = strdup(req->method);
+    call->path = strdup(req->path);
+    call->timer = evtimer_new(up->base, on_call_timer, call);
+    call->easy = curl_easy_init();
+    if (req->body || req->body_len) {
+        call->body = malloc(req->body_len ? req->body_len : 1);
+        if (call->body && req->body_len)
+            memcpy(call->body, req->body, req->body_len);
+        call->body_len = req->body_len;
+    }
+    if (!call->method || !call->path || !call->timer || !call->easy ||
+        ((req->body || req->body_len) && !call->body)) {
+        if (call->timer)
+            event_free(call->timer);
+        if (call->easy)
+            curl_easy_cleanup(call->easy);
+        free(call->method);
+        free(call->path);
+        free(call->body);
+        free(call);
+        log_error("upstream: out of memory starting %s %s", req->method, req->path);
+        return NULL;
+    }
+
+    call->next = up->calls;
+    if (up->calls)
+        up->calls->prev = call;
+    up->calls = call;
+    up->n_calls++;
+
+    rc = call_setup(call, req);
+    if (rc != CURLE_OK) {
+        snprintf(call->msg, sizeof(call->msg), "cannot set up upstream call: %s",
+                 curl_easy_strerror(rc));
+        log_error("upstream: %s %s: %s", call->method, call->path, call->msg);
+        call->attempts = 1;
+        call_fail_later(call);
+        return call;
+    }
+    if (call_start_attempt(call) != 0)
+        call_fail_later(call);
+    return call;
+}
+
+void upstream_cancel(mb_call *call)
+{
+    if (!call || call->state == CALL_DONE)
+        return;   /* its callback is running; it is freed when that returns */
+    log_debug("upstream: %s %s cancelled", call->method, call->path);
+    call_free(call);
+}
+
+size_t upstream_in_flight(const mb_upstream *up)
+{
+    return up->n_calls;
+}

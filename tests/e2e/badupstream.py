@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+"""A scriptable misbehaving upstream for the memberbridge end-to-end tests.
+
+    badupstream.py --mode MODE [--port 0] [--cert C --key K] [--delay S] [--events FILE]
+
+Listens on 127.0.0.1 (port 0 = any free one), prints "READY <port>" on stdout
+once it accepts connections, and handles each connection in a thread:
+
+  hang     read the request headers, never answer (keeps the socket open)
+  close    close the connection at once, before TLS or any byte
+  reset    close at once with an RST (SO_LINGER 0)
+  slow     read the request, wait --delay seconds, then answer 200 JSON
+  garbage  read the request, answer bytes that are not HTTP, close
+  error500 read the request, answer 500 with a JSON error body
+  echo     answer 200 with {"method", "path", "headers"} of the request
+
+With --cert/--key it speaks TLS (the handshake happens in the thread, so
+"hang" also covers a peer that completes TLS and then goes silent).
+Every accepted connection and every request line is appended to --events.
+"""
+
+import argparse
+import json
+import socket
+import ssl
+import sys
+import threading
+import time
+
+LOCK = threading.Lock()
+EVENTS = None
+
+
+def event(line):
+    if EVENTS is None:
+        return
+    with LOCK:
+        with open(EVENTS, "a") as f:
+            f.write(line + "\n")
+
+
+def read_request(conn):
+    """Read one request's headers (and a Content-Length body); returns
+    (method, path, headers) or None on EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+        if len(data) > 1 << 20:
+            return None
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    method, path = (parts + ["", ""])[:2]
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
+    length = 0
+    for name, value in headers:
+        if name.lower() == "content-length" and value.isdigit():
+            length = int(value)
+    while len(rest) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return method, path, headers
+
+
+def respond(conn, status, reason, body, close=False):
+    raw = json.dumps(body).encode()
+    head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n%s\r\n" % (status, reason, len(raw),
+                                               "Connection: close\r\n" if close else ""))
+    conn.sendall(head.encode() + raw)
+
+
+def handle(raw, ctx, args, n):
+    conn = raw
+    try:
+        if args.mode == "close":
+            raw.close()
+            return
+        if args.mode == "reset":
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            raw.close()
+            return
+        if ctx is not None:
+            conn = ctx.wrap_socket(raw, server_side=True)
+        while True:
+            req = read_request(conn)
+            if req is None:
+                return
+            method, path, headers = req
+            event("request %d %s %s" % (n, method, path))
+            if args.mode == "hang":
+                while conn.recv(65536):
+                    pass
+                return
+            if args.mode == "slow":
+                time.sleep(args.delay)
+                respond(conn, 200, "OK", {"members": []})
+            elif args.mode == "garbage":
+                conn.sendall(b"THIS IS NOT HTTP\r\n\r\n\x00\x01\x02")
+                return
+            elif args.mode == "error500":
+                respond(conn, 500, "Internal Server Error",
+                        {"code": 500, "title": "Internal Server Error", "message": "badupstream"})
+            elif args.mode == "echo":
+                respond(conn, 200, "OK", {"method": method, "path": path,
+                                          "headers": [[k, v] for k, v in headers]})
+            else:
+                respond(conn, 500, "Internal Server Error", {"message": "unknown mode"}, close=True)
+                return
+    except (OSError, ssl.SSLError) as e:
+        event("error %d %s" % (n, e))
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+def main():
+    global EVENTS
+    p = argparse.ArgumentParser()
+    p.add_argument("--mode", required=True,
+                   choices=["hang", "close", "reset", "slow", "garbage", "error500", "echo"])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--delay", type=float, default=5.0)
+    p.add_argument("--events")
+    args = p.parse_args()
+    EVENTS = args.events
+
+    ctx = None
+    if args.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", args.port))
+    srv.listen(128)
+    print("READY %d" % srv.getsockname()[1], flush=True)
+
+    n = 0
+    while True:
+        raw, _ = srv.accept()
+        n += 1
+        event("accept %d" % n)
+        threading.Thread(target=handle, args=(raw, ctx, args, n), daemon=True).start()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(0)
