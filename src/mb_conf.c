@@ -290,6 +290,8 @@ static int parse_listen(const char *v, char **host, int *port, char *msg, size_t
     return 0;
 }
 
+/* URL messages never echo the value: it could hold a password. */
+
 /* 1 when part is present in u (curl answers CURLUE_OK for it). */
 static int url_has(CURLU *u, CURLUPart part)
 {
@@ -311,21 +313,21 @@ static int check_url(const char *v, char *msg, size_t mlen)
         return -1;
     }
     if (strncasecmp(v, "http://", 7) != 0 && strncasecmp(v, "https://", 8) != 0) {
-        snprintf(msg, mlen, "'%s' does not start with http:// or https://", v);
+        snprintf(msg, mlen, "the URL does not start with http:// or https://");
         goto out;
     }
     if ((rc = curl_url_set(u, CURLUPART_URL, v, 0)) != CURLUE_OK) {
-        snprintf(msg, mlen, "'%s' is not a valid URL (%s)", v, curl_url_strerror(rc));
+        snprintf(msg, mlen, "not a valid URL (%s)", curl_url_strerror(rc));
         goto out;
     }
     if (!url_has(u, CURLUPART_HOST))
-        snprintf(msg, mlen, "'%s' has no host", v);
+        snprintf(msg, mlen, "the URL has no host");
     else if (url_has(u, CURLUPART_USER) || url_has(u, CURLUPART_PASSWORD))
         snprintf(msg, mlen, "the URL must not hold a user name or password");
     else if (url_has(u, CURLUPART_QUERY))
-        snprintf(msg, mlen, "'%s' must not have a query (?...)", v);
+        snprintf(msg, mlen, "the URL must not have a query (?...)");
     else if (url_has(u, CURLUPART_FRAGMENT))
-        snprintf(msg, mlen, "'%s' must not have a fragment (#...)", v);
+        snprintf(msg, mlen, "the URL must not have a fragment (#...)");
     else
         ret = 0;
 out:

@@ -41,10 +41,13 @@
 #define BACKLOG            1024
 #define CAN_SHARE_WARNING  "299 memberbridge \"can_share is not supported by Image API v2 and was ignored\""
 
+/* One per open connection: for closing them all at shutdown, and for the
+ * client_timeout deadline on receiving a request (headers and body). */
 typedef struct conn_node {
     evhtp_connection_t *conn;
     struct conn_node   *prev, *next;
     struct mb_server   *srv;
+    struct event       *deadline;
 } conn_node;
 
 struct mb_server {
@@ -62,6 +65,7 @@ struct mb_server {
 
 typedef struct mb_req {
     mb_server       *srv;
+    conn_node       *node;
     evhtp_request_t *req;
     mb_route         route;
     int              bad_route;       /* 400: route_parse refused an id */
@@ -124,7 +128,7 @@ static void req_free(mb_req *r)
 }
 
 /* The raw bytes of a complete JSON error reply that closes the connection. */
-static char *raw_close_reply(const mb_req *r, int status, const char *message, size_t *len)
+static char *raw_close_reply(const char *request_id, int status, const char *message, size_t *len)
 {
     size_t blen = 0;
     char *body = reply_error_json(status, message, &blen);
@@ -136,7 +140,7 @@ static char *raw_close_reply(const mb_req *r, int status, const char *message, s
                      "X-Openstack-Request-Id: %s\r\n"
                      "Connection: close\r\n\r\n%s",
                      status, reply_status_title(status), body ? blen : 0,
-                     r->request_id, body ? body : "");
+                     request_id, body ? body : "");
     free(body);
     if (n < 0)
         return NULL;
@@ -155,7 +159,7 @@ static evhtp_res reply_and_close(mb_req *r, int status, const char *message)
     evhtp_request_t *req = r->req;
     evhtp_connection_t *conn = evhtp_request_get_connection(req);
     size_t len = 0;
-    char *raw = raw_close_reply(r, status, message, &len);
+    char *raw = raw_close_reply(r->request_id, status, message, &len);
 
     log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start), 0, 0);
     log_info("%s client=%s: %d %s, closing the connection", r->request_id, r->client, status, message);
@@ -271,6 +275,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     if (r == NULL || r->req != req)
         return;        /* taken over by reply_and_close */
     conf = r->srv->conf;
+    evtimer_del(r->node->deadline);   /* the request has arrived in time */
     evhtp_request_pause(req);
 
     if (r->bad_route) {
@@ -378,7 +383,8 @@ static const char *find_header(const mb_header *h, size_t n, const char *name)
 
 static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void *arg)
 {
-    mb_server *s = arg;
+    conn_node *node = arg;
+    mb_server *s = node->srv;
     const mb_conf *conf = s->conf;
     struct { mb_header h[MAX_HEADERS]; size_t n; int overflow; } hs = { .n = 0 };
     mb_framing fr;
@@ -388,6 +394,7 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
     if (r == NULL)
         return EVHTP_RES_ERROR;
     r->srv = s;
+    r->node = node;
     r->req = req;
     s->in_flight++;
     clock_gettime(CLOCK_MONOTONIC, &r->start);
@@ -452,15 +459,99 @@ static void untrack_conn(mb_server *s, evhtp_connection_t *conn)
             s->conns = n->next;
         if (n->next)
             n->next->prev = n->prev;
+        if (n->deadline)
+            event_free(n->deadline);
         free(n);
         return;
     }
 }
 
+/* libevhtp frees a connection whose request it could not parse (a folded
+ * header line, a bad request line, a bad chunk size) without a word.
+ * Answer 400 instead: take the socket over and close it lingering. */
+static void answer_parse_error(evhtp_connection_t *conn)
+{
+    mb_req *r = conn->request ? conn->request->cbarg : NULL;
+    char rid[MB_REQID_LEN + 1], client[INET6_ADDRSTRLEN + 8];
+    const char *msg = "malformed HTTP request";
+    char *raw;
+    size_t len = 0;
+
+    if (r) {
+        snprintf(rid, sizeof(rid), "%s", r->request_id);
+        conn->request->cbarg = NULL;
+        req_free(r);                 /* its fini hook is about to be unset */
+    } else {
+        reqid_new(rid);
+    }
+    format_client(conn->saddr, client, sizeof(client));
+    log_info("%s client=%s: 400 %s (%s), closing the connection", rid, client, msg,
+             htparser_get_strerror(conn->parser));
+    log_access(rid, client, "?", "", 400, 0.0, 0, 0);
+    raw = raw_close_reply(rid, 400, msg, &len);
+    struct bufferevent *bev = evhtp_connection_take_ownership(conn);
+    if (raw && bev)
+        linger_close(bev, raw, len, LINGER_SECONDS, LINGER_MAX_BYTES);
+    else if (bev)
+        bufferevent_free(bev);
+    free(raw);
+}
+
 static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
 {
     conn_node *n = arg;
-    untrack_conn(n->srv, conn);
+    mb_server *s = n->srv;
+    htpparse_error err = conn->parser ? htparser_get_error(conn->parser) : htparse_error_none;
+
+    untrack_conn(s, conn);
+    if (err != htparse_error_none && conn->bev)
+        answer_parse_error(conn);
+    return EVHTP_RES_OK;
+}
+
+/* client_timeout passed between the first byte of a request and its last:
+ * a client sending headers or a membership body too slowly (libevent's read
+ * timeout only bounds the gap between two reads). Answer 408 and close. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    conn_node *n = arg;
+    evhtp_connection_t *conn = n->conn;
+    mb_server *s = n->srv;
+    mb_req *r = conn->request ? conn->request->cbarg : NULL;
+    char rid[MB_REQID_LEN + 1], client[INET6_ADDRSTRLEN + 8];
+    size_t len = 0;
+    char *raw;
+
+    (void)fd;
+    (void)what;
+    if (r) {
+        snprintf(rid, sizeof(rid), "%s", r->request_id);
+        log_access(rid, r->client, r->method, r->path, 408, ms_since(&r->start), 0, 0);
+        conn->request->cbarg = NULL;
+        req_free(r);
+    } else {
+        reqid_new(rid);
+    }
+    format_client(conn->saddr, client, sizeof(client));
+    log_info("%s client=%s: request not received within client_timeout (%d s), closing the connection",
+             rid, client, s->conf->server.client_timeout);
+    raw = raw_close_reply(rid, 408, "request not received within client_timeout", &len);
+    untrack_conn(s, conn);                      /* frees n and this timer */
+    struct bufferevent *bev = evhtp_connection_take_ownership(conn);
+    evhtp_connection_free(conn);                /* no hooks left; the socket is ours */
+    if (raw && bev)
+        linger_close(bev, raw, len, LINGER_SECONDS, LINGER_MAX_BYTES);
+    else if (bev)
+        bufferevent_free(bev);
+    free(raw);
+}
+
+static evhtp_res on_headers_start(evhtp_request_t *req, void *arg)
+{
+    conn_node *n = arg;
+    struct timeval tv = { n->srv->conf->server.client_timeout, 0 };
+    (void)req;
+    evtimer_add(n->deadline, &tv);
     return EVHTP_RES_OK;
 }
 
@@ -470,13 +561,18 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
     conn_node *n;
     if (s->shutting_down || (n = calloc(1, sizeof(*n))) == NULL)
         return EVHTP_RES_ERROR;
+    if ((n->deadline = evtimer_new(s->base, on_deadline, n)) == NULL) {
+        free(n);
+        return EVHTP_RES_ERROR;
+    }
     n->conn = conn;
     n->srv = s;
     n->next = s->conns;
     if (s->conns)
         s->conns->prev = n;
     s->conns = n;
-    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, s);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_headers_start, (evhtp_hook)on_headers_start, n);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, n);
     evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, n);
     return EVHTP_RES_OK;
 }

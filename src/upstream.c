@@ -405,6 +405,43 @@ static int request_was_sent(mb_call *call)
     return pretransfer > 0 || request_size > 0;
 }
 
+/* call->msg = curl's error text, plus the system's reason when curl's text
+ * lacks it ("Couldn't connect to server" says nothing of a refusal). */
+static void call_error_text(mb_call *call, const char *err)
+{
+    long oserr = 0;
+    char sys[128];
+    size_t n;
+
+    snprintf(call->msg, sizeof(call->msg), "%s", err);
+    /* curl's error buffer often ends with a space or newline */
+    for (n = strlen(call->msg); n > 0 && (call->msg[n - 1] == ' ' || call->msg[n - 1] == '\n'); n--)
+        call->msg[n - 1] = '\0';
+    curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &oserr);
+    if (oserr > 0 && oserr < INT_MAX) {
+        const char *why = strerror_r((int)oserr, sys, sizeof(sys));   /* GNU: returns the text */
+        if (why && !strstr(call->msg, why))
+            snprintf(call->msg + n, sizeof(call->msg) - n, " (%s)", why);
+    }
+}
+
+/* A TLS handshake that failed because the peer closed or reset the
+ * connection (no alert, no certificate problem): for the retry rules that
+ * is a connection closed before any response byte. libcurl 7.88 reports it
+ * as CURLE_SSL_CONNECT_ERROR with "SSL_ERROR_SYSCALL" in its text (an EOF)
+ * or with the socket's errno. */
+static int tls_handshake_cut(mb_call *call, CURLcode rc)
+{
+    long oserr = 0;
+
+    if (rc != CURLE_SSL_CONNECT_ERROR)
+        return 0;
+    curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &oserr);
+    return oserr == ECONNRESET || oserr == EPIPE || oserr == ECONNABORTED ||
+           strstr(call->errbuf, "SSL_ERROR_SYSCALL") != NULL ||
+           strstr(call->errbuf, "Connection reset by peer") != NULL;
+}
+
 /* One attempt ended with rc: completes the call, or schedules a retry. */
 static void call_attempt_failed(mb_call *call, CURLcode rc)
 {
@@ -445,14 +482,16 @@ static void call_attempt_failed(mb_call *call, CURLcode rc)
         }
         break;
     default:
-        xfer = is_tls_error(rc) ? XFER_TLS : XFER_BAD_RESPONSE;
+        if (tls_handshake_cut(call, rc)) {
+            xfer = XFER_UNREACHABLE;
+            retryable = 1;
+        } else {
+            xfer = is_tls_error(rc) ? XFER_TLS : XFER_BAD_RESPONSE;
+        }
         break;
     }
 
-    snprintf(call->msg, sizeof(call->msg), "%s", err);
-    /* curl's error buffer often ends with a space or newline */
-    for (size_t n = strlen(call->msg); n > 0 && (call->msg[n - 1] == ' ' || call->msg[n - 1] == '\n'); n--)
-        call->msg[n - 1] = '\0';
+    call_error_text(call, err);
 
     if (!retryable || call->attempts > up->opts.retries) {
         call_complete(call, xfer, 0, call->msg);

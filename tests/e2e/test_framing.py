@@ -1,0 +1,98 @@
+"""Request framing, over raw sockets (SPEC section 3): a request that could be
+read two ways is refused with 400 and the connection closed; pipelined
+requests are answered in order. Glance is checked after each."""
+
+import pytest
+
+from harness import RawConn, glance_headers, unique
+
+
+def request_bytes(method, path, project, lines, body=b"", host=True):
+    head = ["%s %s HTTP/1.1" % (method, path)]
+    if host:
+        head.append("Host: 127.0.0.1")
+    head += ["%s: %s" % kv for kv in glance_headers(project).items()]
+    head.append("Content-Type: application/json")
+    head += lines
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+ADD = b'{"member": {"can_share": false}}'
+SMUGGLED = b"0\r\n\r\nGET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+AMBIGUOUS = {
+    "cl-and-te": (["Content-Length: %d" % len(ADD), "Transfer-Encoding: chunked"],
+                  b"%x\r\n%s\r\n0\r\n\r\n" % (len(ADD), ADD), True),
+    "te-and-cl": (["Transfer-Encoding: chunked", "Content-Length: 5"], SMUGGLED, True),
+    "two-differing-cl": (["Content-Length: 0", "Content-Length: %d" % len(ADD)], ADD, True),
+    "cl-list-differing": (["Content-Length: 0, %d" % len(ADD)], ADD, True),
+    "te-gzip-chunked": (["Transfer-Encoding: gzip, chunked"],
+                        b"%x\r\n%s\r\n0\r\n\r\n" % (len(ADD), ADD), True),
+    "te-identity": (["Transfer-Encoding: identity", "Content-Length: %d" % len(ADD)], ADD, True),
+    "te-twice": (["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
+                 b"%x\r\n%s\r\n0\r\n\r\n" % (len(ADD), ADD), True),
+    "no-host": (["Content-Length: %d" % len(ADD)], ADD, False),
+    "folded-header": (["Content-Length: %d" % len(ADD), "X-Folded: a", " b"], ADD, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AMBIGUOUS))
+def test_ambiguous_framing_is_400_and_closed(gateway, glance, owner, shared_image, name):
+    lines, body, host = AMBIGUOUS[name]
+    keep = unique("keep")
+    glance.add_v2_member(shared_image, owner, keep)
+    m = unique("m")
+    data = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m), owner, lines,
+                         body, host=host)
+    with RawConn(gateway.port) as c:
+        c.send(data)
+        resp = c.read_response()
+        assert resp.status == 400, resp
+        assert resp.json()["error"]["code"] == 400
+        assert c.closed_by_peer(timeout=5), "connection left open after ambiguous framing"
+    assert glance.v2_members(shared_image, owner) == {keep}
+
+
+def test_valid_chunked_body_is_accepted(gateway, glance, owner, shared_image):
+    m = unique("m")
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(ADD), ADD)
+    data = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m), owner,
+                         ["Transfer-Encoding: chunked"], body)
+    with RawConn(gateway.port) as c:
+        c.send(data)
+        resp = c.read_response()
+        assert resp.status == 204, resp
+    assert glance.v2_members(shared_image, owner) == {m}
+
+
+def test_pipelined_puts_answered_in_order(gateway, glance, owner, shared_image):
+    m1, m2 = unique("m1"), unique("m2")
+    first = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m1), owner,
+                          ["Content-Length: %d" % len(ADD)], ADD)
+    bad = b'{"members": "not-a-list"}'
+    second = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m2), owner,
+                           ["Content-Length: %d" % len(bad)], bad)
+    third = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m2), owner,
+                          ["Content-Length: 0"])
+    with RawConn(gateway.port) as c:
+        c.send(first + second + third)  # one write
+        statuses = [c.read_response().status for _ in range(3)]
+    assert statuses == [204, 400, 204]
+    assert glance.v2_members(shared_image, owner) == {m1, m2}
+
+
+def test_pipelined_two_adds(gateway, glance, owner, shared_image):
+    m1, m2 = unique("m1"), unique("m2")
+    reqs = b"".join(
+        request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m), owner,
+                      ["Content-Length: %d" % len(ADD)], ADD) for m in (m1, m2))
+    with RawConn(gateway.port) as c:
+        c.send(reqs)
+        r1, r2 = c.read_response(), c.read_response()
+        assert (r1.status, r2.status) == (204, 204), (r1, r2)
+        # The connection still serves a third request afterwards.
+        c.send(request_bytes("GET", "/v1/images/%s/members" % shared_image, owner, []))
+        r3 = c.read_response("GET")
+        assert r3.status == 200, r3
+        assert sorted(x["member_id"] for x in r3.json()["members"]) == sorted([m1, m2])
+    assert glance.v2_members(shared_image, owner) == {m1, m2}
