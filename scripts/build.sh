@@ -16,6 +16,7 @@ esac
 
 cd "$top"
 if [ ! -x configure ]; then
+  mkdir -p m4
   autoreconf -fi
 fi
 mkdir -p "$dir"

@@ -7,11 +7,13 @@
 #include <strings.h>
 #include <uuid/uuid.h>
 
-/* Never copied: hop-by-hop (RFC 9110 7.6.1) or set by the gateway. */
+/* Never copied: hop-by-hop (RFC 9110 7.6.1) or set by the gateway.
+ * Accept-Encoding too: the gateway itself reads these replies (member and
+ * image lists), so it must get them uncompressed. */
 static const char *const dropped[] = {
     "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
     "Upgrade", "Host", "Content-Length", "Content-Type", "Expect",
-    "X-Openstack-Request-Id",
+    "X-Openstack-Request-Id", "Accept-Encoding",
 };
 
 static int ishex(char ch)

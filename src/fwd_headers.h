@@ -17,7 +17,8 @@ void reqid_new(char out[MB_REQID_LEN + 1]);
 /* 1 when the header name is hop-by-hop or set by the gateway itself for the
  * upstream call, so it must not be copied: Connection, Keep-Alive, TE,
  * Trailer, Transfer-Encoding, Upgrade, Proxy-*, Host, Content-Length,
- * Content-Type, Expect, X-Openstack-Request-Id; also any header named in
+ * Content-Type, Expect, X-Openstack-Request-Id, Accept-Encoding (the
+ * gateway parses the replies itself); also any header named in
  * the client's Connection header is dropped by fwd_headers_build. */
 int  fwd_header_is_dropped(const char *name, size_t nlen);
 

@@ -1,5 +1,6 @@
 /* route: the v1 membership routes and id validation (SPEC section 1). */
 #include "route.h"
+#include "utf8.h"
 
 #include <string.h>
 
@@ -32,7 +33,7 @@ static const method_desc methods[] = {
 };
 
 enum { ID_IMAGE, ID_MEMBER };
-enum { ERR_EMPTY, ERR_LONG, ERR_CTRL, ERR_SLASH, ERR_ESCAPE, ERR_COUNT };
+enum { ERR_EMPTY, ERR_LONG, ERR_CTRL, ERR_SLASH, ERR_ESCAPE, ERR_UTF8, ERR_COUNT };
 
 static const char *const id_errors[2][ERR_COUNT] = {
     [ID_IMAGE] = {
@@ -41,6 +42,7 @@ static const char *const id_errors[2][ERR_COUNT] = {
         [ERR_CTRL]   = "image id holds a control character",
         [ERR_SLASH]  = "image id holds '/'",
         [ERR_ESCAPE] = "image id holds a malformed percent-escape",
+        [ERR_UTF8]   = "image id is not valid UTF-8",
     },
     [ID_MEMBER] = {
         [ERR_EMPTY]  = "member id is empty",
@@ -48,6 +50,7 @@ static const char *const id_errors[2][ERR_COUNT] = {
         [ERR_CTRL]   = "member id holds a control character",
         [ERR_SLASH]  = "member id holds '/'",
         [ERR_ESCAPE] = "member id holds a malformed percent-escape",
+        [ERR_UTF8]   = "member id is not valid UTF-8",
     },
 };
 
@@ -107,7 +110,7 @@ int id_valid(const char *id, size_t len)
         if (ch < 0x20 || ch == 0x7f || ch == '/')
             return 0;
     }
-    return 1;
+    return utf8_valid((const unsigned char *)id, len);
 }
 
 /* Decodes one id segment into dst (MB_ID_MAX + 1 bytes) and validates it.
@@ -132,6 +135,8 @@ static const char *take_id(const char *seg, size_t len, int which, char *dst)
         if (ch == '/')
             return err[ERR_SLASH];
     }
+    if (!utf8_valid((const unsigned char *)dst, (size_t)n))
+        return err[ERR_UTF8];
     return NULL;
 }
 

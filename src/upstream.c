@@ -54,7 +54,6 @@ struct mb_upstream {
 /* One socket curl asked us to watch. */
 struct mb_sock {
     mb_upstream   *up;
-    curl_socket_t  fd;
     struct event  *ev;
     short          what;             /* EV_READ|EV_WRITE currently watched */
     mb_sock       *prev, *next;
@@ -84,7 +83,6 @@ struct mb_call {
 };
 
 static void check_multi_info(mb_upstream *up);
-static void call_attempt_failed(mb_call *call, CURLcode rc);
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -167,7 +165,6 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         if (!s)
             return -1;
         s->up = up;
-        s->fd = fd;
         s->ev = event_new(up->base, fd, (short)(ev_what | EV_PERSIST), on_sock_event, s);
         if (!s->ev) {
             free(s);
@@ -184,11 +181,10 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         return 0;
     }
 
-    if (s->what != ev_what || s->fd != fd) {
+    if (s->what != ev_what) {
         event_del(s->ev);
         if (event_assign(s->ev, up->base, fd, (short)(ev_what | EV_PERSIST), on_sock_event, s) != 0)
             return -1;
-        s->fd = fd;
         s->what = ev_what;
         if (event_add(s->ev, NULL) != 0)
             return -1;
@@ -285,9 +281,8 @@ static void call_free(mb_call *call)
 /* Fills call->resp, runs the callback (exactly once), frees the call. */
 static void call_complete(mb_call *call, mb_xfer xfer, int status, const char *error)
 {
-    if (call->state == CALL_RUNNING) {
+    if (call->state == CALL_RUNNING)
         curl_multi_remove_handle(call->up->multi, call->easy);
-    }
     call->state = CALL_DONE;   /* upstream_cancel(call) from the callback is a no-op */
     call->up->n_calls--;
 
@@ -393,9 +388,9 @@ static int got_response_bytes(mb_call *call)
     return header_size > 0 || call->len > 0;
 }
 
-/* Whether this attempt got as far as sending the request: the connection
- * (and TLS handshake) was established. A timeout before that point is a
- * connect timeout. */
+/* Whether this attempt got past connecting (TCP and TLS) to sending the
+ * request. A timeout before that point is a connect timeout: libcurl 7.88
+ * reports both as CURLE_OPERATION_TIMEDOUT. */
 static int request_was_sent(mb_call *call)
 {
     curl_off_t pretransfer = 0;
@@ -405,50 +400,101 @@ static int request_was_sent(mb_call *call)
     return pretransfer > 0 || request_size > 0;
 }
 
-/* call->msg = curl's error text, plus the system's reason when curl's text
- * lacks it ("Couldn't connect to server" says nothing of a refusal). */
-static void call_error_text(mb_call *call, const char *err)
+/* The peer closed or reset the connection during the TLS handshake (no
+ * alert, no certificate problem): for the retry rules, a connection closed
+ * before any response byte. libcurl 7.88 + OpenSSL 3 reports it as
+ * CURLE_SSL_CONNECT_ERROR "OpenSSL SSL_connect: SSL_ERROR_SYSCALL in
+ * connection to ..." (EOF) or with the socket's error text. */
+static int tls_handshake_cut(const mb_call *call)
 {
-    long oserr = 0;
-    char sys[128];
-    size_t n;
+    return strstr(call->errbuf, "SSL_ERROR_SYSCALL") != NULL ||
+           strstr(call->errbuf, "Connection reset by peer") != NULL ||
+           strstr(call->errbuf, "Broken pipe") != NULL;
+}
 
-    snprintf(call->msg, sizeof(call->msg), "%s", err);
-    /* curl's error buffer often ends with a space or newline */
-    for (n = strlen(call->msg); n > 0 && (call->msg[n - 1] == ' ' || call->msg[n - 1] == '\n'); n--)
-        call->msg[n - 1] = '\0';
-    curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &oserr);
-    if (oserr > 0 && oserr < INT_MAX) {
-        const char *why = strerror_r((int)oserr, sys, sizeof(sys));   /* GNU: returns the text */
-        if (why && !strstr(call->msg, why))
-            snprintf(call->msg + n, sizeof(call->msg) - n, " (%s)", why);
+/* A receive or send error raised by the TLS layer rather than the socket:
+ * the peer sent an alert (e.g. "tlsv13 alert certificate required" when
+ * it refuses our client certificate after a TLS 1.3 handshake). libcurl
+ * puts OpenSSL's error string, "...:SSL routines::...", in its text. A
+ * close without close_notify ("unexpected eof") is a closed connection. */
+static int tls_layer_error(const mb_call *call)
+{
+    return strstr(call->errbuf, "SSL routines") != NULL &&
+           strstr(call->errbuf, "unexpected eof") == NULL;
+}
+
+/* How a failed attempt counts: sets *xfer, returns 1 when it may be retried
+ * (connection refused, connect timeout, connection closed or reset before
+ * any response byte). */
+static int classify_failure(mb_call *call, CURLcode rc, mb_xfer *xfer)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+        *xfer = XFER_UNREACHABLE;
+        return 1;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (request_was_sent(call)) {
+            *xfer = XFER_TIMEOUT;
+            return 0;
+        }
+        *xfer = XFER_UNREACHABLE;
+        return 1;
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        if (got_response_bytes(call)) {
+            *xfer = XFER_BAD_RESPONSE;
+            return 0;
+        }
+        if (tls_layer_error(call)) {
+            *xfer = XFER_TLS;
+            return 0;
+        }
+        *xfer = XFER_UNREACHABLE;
+        return 1;
+    case CURLE_SSL_CONNECT_ERROR:
+        if (tls_handshake_cut(call)) {
+            *xfer = XFER_UNREACHABLE;
+            return 1;
+        }
+        *xfer = XFER_TLS;
+        return 0;
+    default:
+        *xfer = is_tls_error(rc) ? XFER_TLS : XFER_BAD_RESPONSE;
+        return 0;
     }
 }
 
-/* A TLS handshake that failed because the peer closed or reset the
- * connection (no alert, no certificate problem): for the retry rules that
- * is a connection closed before any response byte. libcurl 7.88 reports it
- * as CURLE_SSL_CONNECT_ERROR with "SSL_ERROR_SYSCALL" in its text (an EOF)
- * or with the socket's errno. */
-static int tls_handshake_cut(mb_call *call, CURLcode rc)
+/* call->msg = curl's error text for this attempt. For a refused connection
+ * libcurl 7.88 says only "Couldn't connect to server": the system's reason
+ * is added. */
+static void call_error_text(mb_call *call, CURLcode rc)
 {
-    long oserr = 0;
+    size_t n;
 
-    if (rc != CURLE_SSL_CONNECT_ERROR)
-        return 0;
-    curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &oserr);
-    return oserr == ECONNRESET || oserr == EPIPE || oserr == ECONNABORTED ||
-           strstr(call->errbuf, "SSL_ERROR_SYSCALL") != NULL ||
-           strstr(call->errbuf, "Connection reset by peer") != NULL;
+    snprintf(call->msg, sizeof(call->msg), "%s",
+             call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc));
+    /* curl's error buffer often ends with a space or newline */
+    for (n = strlen(call->msg); n > 0 && (call->msg[n - 1] == ' ' || call->msg[n - 1] == '\n'); n--)
+        call->msg[n - 1] = '\0';
+    if (rc == CURLE_COULDNT_CONNECT) {
+        long oserr = 0;
+        char sys[128];
+        curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &oserr);
+        if (oserr > 0 && oserr < INT_MAX) {
+            const char *why = strerror_r((int)oserr, sys, sizeof(sys));   /* GNU: returns the text */
+            if (why && !strstr(call->msg, why))
+                snprintf(call->msg + n, sizeof(call->msg) - n, " (%s)", why);
+        }
+    }
 }
 
 /* One attempt ended with rc: completes the call, or schedules a retry. */
 static void call_attempt_failed(mb_call *call, CURLcode rc)
 {
     mb_upstream *up = call->up;
-    const char *err = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
     mb_xfer xfer;
-    int retryable = 0;
 
     if (call->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(call->msg, sizeof(call->msg), "upstream response larger than %zu bytes",
@@ -457,42 +503,8 @@ static void call_attempt_failed(mb_call *call, CURLcode rc)
         return;
     }
 
-    switch (rc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-        xfer = XFER_UNREACHABLE;
-        retryable = 1;
-        break;
-    case CURLE_OPERATION_TIMEDOUT:
-        if (request_was_sent(call)) {
-            xfer = XFER_TIMEOUT;
-        } else {
-            xfer = XFER_UNREACHABLE;   /* connect timeout */
-            retryable = 1;
-        }
-        break;
-    case CURLE_GOT_NOTHING:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-        if (got_response_bytes(call)) {
-            xfer = XFER_BAD_RESPONSE;
-        } else {
-            xfer = XFER_UNREACHABLE;
-            retryable = 1;
-        }
-        break;
-    default:
-        if (tls_handshake_cut(call, rc)) {
-            xfer = XFER_UNREACHABLE;
-            retryable = 1;
-        } else {
-            xfer = is_tls_error(rc) ? XFER_TLS : XFER_BAD_RESPONSE;
-        }
-        break;
-    }
-
-    call_error_text(call, err);
-
+    int retryable = classify_failure(call, rc, &xfer);
+    call_error_text(call, rc);
     if (!retryable || call->attempts > up->opts.retries) {
         call_complete(call, xfer, 0, call->msg);
         return;
@@ -534,9 +546,10 @@ static void check_multi_info(mb_upstream *up)
     while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
-        mb_call *call = NULL;
+        char *priv = NULL;
         CURLcode rc = msg->data.result;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        mb_call *call = (mb_call *)(void *)priv;
         if (call && call->state == CALL_RUNNING)
             call_finished(call, rc);
     }
@@ -650,6 +663,7 @@ static CURLcode call_setup(mb_call *call, const mb_request *req)
     SET(CURLOPT_SHARE, up->share);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_PATH_AS_IS, 1L);            /* the path goes out as given: no "/../" squashing */
     SET(CURLOPT_PROXY, "");                 /* never an environment proxy */
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TCP_NODELAY, 1L);
@@ -711,41 +725,33 @@ mb_call *upstream_call(mb_upstream *up, const mb_request *req, mb_call_cb cb, vo
     CURLcode rc;
 
     if (!call)
-        return NULL;
+        goto oom;
     call->up = up;
     call->cb = cb;
     call->arg = arg;
-    call->state = CALL_FAILING;
+    call->state = CALL_FAILING;   /* not in the multi yet */
     clock_gettime(CLOCK_MONOTONIC, &call->started);
-    call->method = strdup(req->method);
-    call->path = strdup(req->path);
-    call->timer = evtimer_new(up->base, on_call_timer, call);
-    call->easy = curl_easy_init();
-    if (req->body || req->body_len) {
-        call->body = malloc(req->body_len ? req->body_len : 1);
-        if (call->body && req->body_len)
-            memcpy(call->body, req->body, req->body_len);
-        call->body_len = req->body_len;
-    }
-    if (!call->method || !call->path || !call->timer || !call->easy ||
-        ((req->body || req->body_len) && !call->body)) {
-        if (call->timer)
-            event_free(call->timer);
-        if (call->easy)
-            curl_easy_cleanup(call->easy);
-        free(call->method);
-        free(call->path);
-        free(call->body);
-        free(call);
-        log_error("upstream: out of memory starting %s %s", req->method, req->path);
-        return NULL;
-    }
-
     call->next = up->calls;
     if (up->calls)
         up->calls->prev = call;
     up->calls = call;
     up->n_calls++;
+
+    call->method = strdup(req->method);
+    call->path = strdup(req->path);
+    call->timer = evtimer_new(up->base, on_call_timer, call);
+    call->easy = curl_easy_init();
+    if (req->body || req->body_len) {
+        call->body_len = req->body_len;
+        call->body = malloc(req->body_len ? req->body_len : 1);
+        if (call->body && req->body_len)
+            memcpy(call->body, req->body, req->body_len);
+    }
+    if (!call->method || !call->path || !call->timer || !call->easy ||
+        ((req->body || req->body_len) && !call->body)) {
+        call_free(call);
+        goto oom;
+    }
 
     rc = call_setup(call, req);
     if (rc != CURLE_OK) {
@@ -754,11 +760,14 @@ mb_call *upstream_call(mb_upstream *up, const mb_request *req, mb_call_cb cb, vo
         log_error("upstream: %s %s: %s", call->method, call->path, call->msg);
         call->attempts = 1;
         call_fail_later(call);
-        return call;
-    }
-    if (call_start_attempt(call) != 0)
+    } else if (call_start_attempt(call) != 0) {
         call_fail_later(call);
+    }
     return call;
+
+oom:
+    log_error("upstream: out of memory starting %s %s", req->method, req->path);
+    return NULL;
 }
 
 void upstream_cancel(mb_call *call)

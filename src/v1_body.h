@@ -17,7 +17,8 @@ typedef enum {
 typedef struct v1_body v1_body;
 
 /* path_member (ADD only, may be NULL) is put first in the member set and
- * counts towards max_members. */
+ * counts towards max_members (with max_members 0 the body is a 413 at once).
+ * Returns NULL when out of memory. */
 v1_body *v1_body_new(v1_body_kind kind, size_t max_members, const char *path_member);
 void     v1_body_free(v1_body *b);
 
@@ -30,7 +31,7 @@ int      v1_body_feed(v1_body *b, const unsigned char *buf, size_t len);
  * "memberships". */
 int      v1_body_finish(v1_body *b);
 
-int         v1_body_status(const v1_body *b);  /* 0 while fine, else 400 or 413 */
+int         v1_body_status(const v1_body *b);  /* 0 while fine, else 400 or 413 (500: out of memory) */
 const char *v1_body_error(const v1_body *b);   /* message for the error reply, or NULL */
 /* The distinct member ids: for ADD the path member first, then the listed
  * ones; for REPLACE the memberships, in order. Owned by b. */

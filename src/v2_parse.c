@@ -460,6 +460,68 @@ static size_t decode_entity(const char *s, size_t len, char *c)
     return i + 1;
 }
 
+static int starts_tag(const char *s, size_t i, size_t len)
+{
+    if (s[i] != '<' || i + 1 >= len)
+        return 0;
+    unsigned char next = (unsigned char)s[i + 1];
+    return is_alpha(next) || next == '/' || next == '!';
+}
+
+/* Skips the tag or comment at s[i] (a '<' for which starts_tag holds) and
+ * returns the index after it. When skip_head, opening and closing the
+ * elements in skipped_elements updates *skipping. */
+static size_t skip_markup(const char *s, size_t i, size_t len, int skip_head,
+                          const char **skipping)
+{
+    size_t rest = len - i;
+    const char *end;
+    if (rest >= 4 && memcmp(s + i, "<!--", 4) == 0) {
+        end = rest >= 7 ? memmem(s + i + 4, rest - 4, "-->", 3) : NULL;
+        return end != NULL ? (size_t)(end - s) + 3 : len;
+    }
+    int closing = s[i + 1] == '/';
+    size_t name_at = i + 1 + (size_t)closing;
+    const char *el = skipped_element(s + name_at, len - name_at);
+    if (skip_head && el != NULL) {
+        if (!closing && *skipping == NULL)
+            *skipping = el;
+        else if (closing && *skipping == el)
+            *skipping = NULL;
+    }
+    end = memchr(s + i, '>', rest);
+    return end != NULL ? (size_t)(end - s) + 1 : len;
+}
+
+/* Writes the text at s[i] (one character or entity) and returns the index
+ * after it. */
+static size_t copy_char(const char *s, size_t i, size_t len, text_out *o)
+{
+    unsigned char c = (unsigned char)s[i];
+    if (c == '&') {
+        char ch;
+        size_t n = decode_entity(s + i, len - i, &ch);
+        if (n > 0) {
+            if (ch == ' ')
+                out_space(o);
+            else
+                out_bytes(o, &ch, 1);
+            return i + n;
+        }
+    }
+    if (c <= 0x20 || c == 0x7f) {
+        out_space(o);
+        return i + 1;
+    }
+    size_t n = reply_utf8_len((const unsigned char *)s + i, len - i);
+    if (n == 0) {
+        out_bytes(o, "\xef\xbf\xbd", 3);
+        return i + 1;
+    }
+    out_bytes(o, s + i, n);
+    return i + n;
+}
+
 /* Strips tags (and, when skip_head, the text of <head>, <title>, <script>,
  * <style>), decodes common entities, turns control characters into spaces,
  * replaces bytes that are not UTF-8 with U+FFFD and collapses whitespace,
@@ -469,59 +531,13 @@ static void clean_text(const char *s, size_t len, int skip_head, text_out *o)
     const char *skipping = NULL;   /* inside this element: no text */
     size_t i = 0;
     while (i < len && !o->full) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '<' && i + 1 < len &&
-            (is_alpha((unsigned char)s[i + 1]) || s[i + 1] == '/' || s[i + 1] == '!')) {
-            size_t rest = len - i;
-            const char *end;
-            if (rest >= 4 && memcmp(s + i, "<!--", 4) == 0) {
-                end = rest >= 7 ? memmem(s + i + 4, rest - 4, "-->", 3) : NULL;
-                i = end != NULL ? (size_t)(end - s) + 3 : len;
-            } else {
-                int closing = s[i + 1] == '/';
-                const char *name = s + i + 1 + closing;
-                size_t name_len = len - (i + 1 + closing);
-                const char *el = skipped_element(name, name_len);
-                if (skip_head && el != NULL) {
-                    if (!closing && skipping == NULL)
-                        skipping = el;
-                    else if (closing && skipping == el)
-                        skipping = NULL;
-                }
-                end = memchr(s + i, '>', rest);
-                i = end != NULL ? (size_t)(end - s) + 1 : len;
-            }
+        if (starts_tag(s, i, len)) {
+            i = skip_markup(s, i, len, skip_head, &skipping);
             out_space(o);   /* a tag separates words: "</h1>Not" */
-            continue;
-        }
-        if (skipping != NULL) {
-            i++;
-            continue;
-        }
-        if (c == '&') {
-            char ch;
-            size_t n = decode_entity(s + i, len - i, &ch);
-            if (n > 0) {
-                if (ch == ' ')
-                    out_space(o);
-                else
-                    out_bytes(o, &ch, 1);
-                i += n;
-                continue;
-            }
-        }
-        if (c <= 0x20 || c == 0x7f) {
-            out_space(o);
-            i++;
-            continue;
-        }
-        size_t n = reply_utf8_len((const unsigned char *)s + i, len - i);
-        if (n == 0) {
-            out_bytes(o, "\xef\xbf\xbd", 3);
+        } else if (skipping != NULL) {
             i++;
         } else {
-            out_bytes(o, s + i, n);
-            i += n;
+            i = copy_char(s, i, len, o);
         }
     }
 }

@@ -133,7 +133,7 @@ class SharedGateway:
     def __init__(self, binary, tls, pki):
         self.binary, self.tls, self.pki = binary, tls, pki
         self.gw = None
-        self.checked = 0
+        self.checked = {}  # log path -> length already checked
         self.generation = 0
 
     def get(self):
@@ -144,17 +144,23 @@ class SharedGateway:
             self.gw = harness.Gateway(self.binary, self.tls.url, self.pki.ca_cert,
                                       name="gateway-shared-%d" % self.generation)
             self.gw.start()
-            self.checked = 0
+            self.checked = {}
         return self.gw
 
     def new_problems(self):
-        """Problems in the log written since the last call."""
+        """Problems in the logs (stderr, access log) written since the last
+        call."""
         if self.gw is None:
             return []
-        text = self.gw.log_text()
-        fresh, self.checked = text[self.checked:], len(text)
+        fresh = ""
+        for path in (self.gw.log_path, self.gw.access_log_path):
+            if path is None:
+                continue
+            text = harness.read_text(path)
+            fresh += text[self.checked.get(path, 0):]
+            self.checked[path] = len(text)
         problems = _log_problems(fresh)
-        if not self.gw.alive():
+        if self.gw.proc is not None and not self.gw.alive():
             problems.append("the shared gateway died (exit %s)" % self.gw.proc.popen.returncode)
         return problems
 
@@ -162,7 +168,7 @@ class SharedGateway:
         if self.gw is None:
             return []
         rc, in_time = self.gw.stop()
-        problems = _log_problems(self.gw.log_text())
+        problems = self.new_problems()  # what it wrote since the last test, leak reports included
         if not in_time:
             problems.append("the shared gateway did not exit within 10 s of SIGTERM")
         elif rc != 0:

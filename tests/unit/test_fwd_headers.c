@@ -68,7 +68,7 @@ START_TEST(dropped_names)
         "Connection", "connection", "Keep-Alive", "TE", "te", "Trailer",
         "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "proxy-connection",
         "Proxy-", "Host", "Content-Length", "Content-Type", "Expect",
-        "X-Openstack-Request-Id", "x-openstack-request-id",
+        "X-Openstack-Request-Id", "x-openstack-request-id", "Accept-Encoding",
     };
     static const char *const keep[] = {
         "X-Auth-Token", "Accept", "User-Agent", "X-Roles", "Proxy", "Trailers",

@@ -221,6 +221,25 @@ START_TEST(id_valid_rules)
 }
 END_TEST
 
+START_TEST(ids_must_be_utf8)
+{
+    /* a lone continuation byte, a truncated sequence, an overlong '/', a surrogate */
+    static const char *const bad[] = {
+        "/v1/images/%FF/members/t1", "/v1/images/img/members/%C3",
+        "/v1/images/img/members/%C0%AF", "/v1/images/img/members/%ED%A0%80",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(route_parse("PUT", bad[i], &r) == -1, "%s accepted", bad[i]);
+        ck_assert_ptr_nonnull(strstr(r.error, "not valid UTF-8"));
+    }
+    ck_assert_int_eq(route_parse("PUT", "/v1/images/%C3%A9t%C3%A9/members/%E2%82%AC", &r), 0);
+    ck_assert_str_eq(r.image_id, "\xc3\xa9t\xc3\xa9");
+    ck_assert_str_eq(r.member_id, "\xe2\x82\xac");
+    ck_assert_int_eq(id_valid("\xff", 1), 0);
+    ck_assert_int_eq(id_valid("\xc3\xa9", 2), 1);
+}
+END_TEST
+
 START_TEST(pct_decode_rules)
 {
     char out[8];
@@ -261,6 +280,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, id_length_limits);
     tcase_add_test(tc, id_valid_rules);
     tcase_add_test(tc, pct_decode_rules);
+    tcase_add_test(tc, ids_must_be_utf8);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -59,7 +59,7 @@ static void make_tls_material(void)
     }
 #define KEY "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
     snprintf(cmd, sizeof(cmd),
-             "cd %s && "
+             "cd %s && ("
              "openssl req -x509 -config openssl.cnf -extensions ca " KEY
              " -subj /CN=mb-test-ca -keyout ca.key -out ca.pem && "
              "openssl req -x509 -config openssl.cnf -extensions ca " KEY
@@ -69,11 +69,12 @@ static void make_tls_material(void)
              "openssl req -x509 -config openssl.cnf -extensions other " KEY
              " -subj /CN=otherhost -CA ca.pem -CAkey ca.key -keyout other.key -out other.pem && "
              "openssl req -x509 -config openssl.cnf -extensions cli " KEY
-             " -subj /CN=mb-test-client -CA ca.pem -CAkey ca.key -keyout cli.key -out cli.pem",
+             " -subj /CN=mb-test-client -CA ca.pem -CAkey ca.key -keyout cli.key -out cli.pem"
+             ") >openssl.log 2>&1",
              tls_dir);
 #undef KEY
     if (system(cmd) != 0) {
-        fprintf(stderr, "making the test certificates failed: %s\n", cmd);
+        fprintf(stderr, "making the test certificates failed (see %s/openssl.log): %s\n", tls_dir, cmd);
         exit(99);
     }
     snprintf(path_ca, sizeof(path_ca), "%s/ca.pem", tls_dir);
@@ -298,7 +299,7 @@ static void on_http_request(struct evhttp_request *req, void *arg)
     } else if (strcmp(uri, "/close") == 0) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         send_text(req, 200, "OK", "bye");
-    } else if (strncmp(uri, "/v2/images/", 11) == 0 && strstr(uri, "?q=1")) {
+    } else if (strncmp(uri, "/v2/images/", 11) == 0 && strstr(uri, "?q=1")) {   /* echoes the path */
         send_text(req, 200, "OK", uri);
     } else if (strcmp(uri, "/missing") == 0) {
         send_text(req, 404, "Not Found", "{\"error\": \"no such image\"}");
@@ -622,6 +623,19 @@ START_TEST(test_404_with_body_and_query)
 }
 END_TEST
 
+/* The path is sent as given: libcurl would otherwise squash "/../". */
+START_TEST(test_path_sent_verbatim)
+{
+    http_server_start(NULL, NULL, NULL);
+    mb_upstream_opts o = default_opts(http_url(S.port));
+    new_upstream(&o);
+    start("GET", "/v2/images/../members?q=1", &R[0]);
+    run_until_done(1, 3000);
+    ck_assert_int_eq(R[0].status, 200);
+    ck_assert_str_eq(R[0].body, "/v2/images/../members?q=1");
+}
+END_TEST
+
 START_TEST(test_headers_passed)
 {
     static const char *const hdrs[] = {
@@ -684,6 +698,22 @@ START_TEST(test_put_without_body_sends_content_length_0)
     ck_assert_uint_eq(S.body_len, 0);
     ck_assert_uint_eq(R[0].body_len, 0);
     ck_assert_str_eq(R[0].body, "");
+}
+END_TEST
+
+START_TEST(test_patch_with_body)
+{
+    static const char *const hdrs[] = { "Content-Type: application/openstack-images-v2.1-json-patch", NULL };
+    static const char patch[] = "[{\"op\": \"replace\", \"path\": \"/visibility\", \"value\": \"shared\"}]";
+    http_server_start(NULL, NULL, NULL);
+    mb_upstream_opts o = default_opts(http_url(S.port));
+    new_upstream(&o);
+    start_cb("PATCH", "/echo", hdrs, patch, strlen(patch), on_done, &R[0]);
+    run_until_done(1, 3000);
+    ck_assert_int_eq(R[0].status, 201);
+    ck_assert_str_eq(S.method, "PATCH");
+    ck_assert_str_eq(S.ctype, "application/openstack-images-v2.1-json-patch");
+    ck_assert_str_eq(R[0].body, patch);
 }
 END_TEST
 
@@ -1159,7 +1189,30 @@ START_TEST(test_tls_client_certificate_missing)
     new_upstream(&o);
     start("GET", "/ok", &R[0]);
     run_until_done(1, 3000);
-    fprintf(stderr, "xfer %d attempts %d err %s\n", R[0].xfer, R[0].attempts, R[0].error);
+    ck_assert_int_eq(R[0].xfer, XFER_TLS);
+    ck_assert_int_eq(R[0].attempts, 1);
+    ck_assert_msg(strstr(R[0].error, "alert certificate required"), "error: %s", R[0].error);
+    ck_assert_int_eq(S.connections, 1);
+    ck_assert_int_eq(S.requests, 0);
+}
+END_TEST
+
+/* A TLS upstream that accepts and never answers the handshake: a connect
+ * timeout (retried, then unreachable), not a request timeout. */
+START_TEST(test_tls_handshake_timeout_is_connect_timeout)
+{
+    raw_server_start(RAW_SILENT, NULL);
+    mb_upstream_opts o = default_opts(https_url(W.port));
+    o.ca_file = path_ca;
+    o.connect_timeout_ms = 150;
+    o.retries = 1;
+    new_upstream(&o);
+    start("GET", "/x", &R[0]);
+    run_until_done(1, 3000);
+    ck_assert_int_eq(R[0].xfer, XFER_UNREACHABLE);
+    ck_assert_int_eq(R[0].attempts, 2);
+    ck_assert_int_eq(W.accepts, 2);
+    ck_assert_msg(strstr(R[0].error, "SSL connection timeout"), "error: %s", R[0].error);
 }
 END_TEST
 
@@ -1176,7 +1229,6 @@ START_TEST(test_drop_after_request_is_retried)
     new_upstream(&o);
     start("POST", "/x", &R[0]);
     run_until_done(1, 3000);
-    fprintf(stderr, "xfer %d attempts %d err %s\n", R[0].xfer, R[0].attempts, R[0].error);
     ck_assert_int_eq(R[0].xfer, XFER_UNREACHABLE);
     ck_assert_int_eq(R[0].attempts, 2);
     ck_assert_int_eq(W.accepts, 2);
@@ -1191,9 +1243,11 @@ static Suite *upstream_suite(void)
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_get_200_with_body);
     tcase_add_test(tc, test_404_with_body_and_query);
+    tcase_add_test(tc, test_path_sent_verbatim);
     tcase_add_test(tc, test_headers_passed);
     tcase_add_test(tc, test_post_body_intact);
     tcase_add_test(tc, test_put_without_body_sends_content_length_0);
+    tcase_add_test(tc, test_patch_with_body);
     tcase_add_test(tc, test_delete_204);
     tcase_add_test(tc, test_50_concurrent);
     tcase_add_test(tc, test_connection_reuse);
@@ -1235,6 +1289,7 @@ static Suite *upstream_suite(void)
     tcase_add_test(tc, test_tls_client_certificate);
     tcase_add_test(tc, test_tls_client_certificate_missing);
     tcase_add_loop_test(tc, test_drop_after_request_is_retried, 0, 2);
+    tcase_add_test(tc, test_tls_handshake_timeout_is_connect_timeout);
     tcase_add_test(tc, test_tls_to_plain_http_server);
     tcase_add_loop_test(tc, test_tls_accept_and_close_is_retried, 0, 2);
     suite_add_tcase(s, tc);
