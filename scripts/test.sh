@@ -16,6 +16,8 @@ cd "$top"
 PY=/usr/bin/python3
 run_dir="$top/_test_runs/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir"
+# Keep the logs of the last 5 runs only.
+ls -1d "$top"/_test_runs/*/ 2>/dev/null | head -n -5 | xargs -r rm -rf
 export PYTHONDONTWRITEBYTECODE=1
 
 total_pass=0

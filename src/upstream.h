@@ -10,7 +10,8 @@
  * - After upstream_cancel(call) the callback never runs and the call is freed.
  * - The call (and the response it points to) is freed right after the
  *   callback returns; copy what you need.
- * - Starting new calls from inside a completion callback is allowed.
+ * - Starting new calls, or cancelling other calls, from inside a completion
+ *   callback is allowed; upstream_free is not.
  * - Transport failures before any response byte (connection refused, connect
  *   timeout, connection closed or reset before a byte of response) are
  *   retried up to opts.retries times with a short backoff (50 ms, then
@@ -45,7 +46,7 @@ typedef struct {
     int          status;      /* HTTP status when xfer == XFER_HTTP */
     const char  *body;        /* response body (NUL-terminated), never NULL */
     size_t       body_len;
-    const char  *error;       /* when xfer != XFER_HTTP: curl's error text, e.g.
+    const char  *error;       /* "" when xfer == XFER_HTTP; otherwise curl's error text, e.g.
                                  "SSL certificate problem: unable to get local issuer certificate" */
     int          attempts;    /* 1 + retries made */
     double       seconds;     /* total time including retries */

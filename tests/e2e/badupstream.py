@@ -16,7 +16,8 @@ once it accepts connections, and handles each connection in a thread:
 
 With --cert/--key it speaks TLS (the handshake happens in the thread, so
 "hang" also covers a peer that completes TLS and then goes silent).
-Every accepted connection and every request line is appended to --events.
+Every accepted connection, request line and request header is appended to
+--events ("accept N", "request N METHOD PATH", "header N Name: value").
 """
 
 import argparse
@@ -96,6 +97,8 @@ def handle(raw, ctx, args, n):
                 return
             method, path, headers = req
             event("request %d %s %s" % (n, method, path))
+            for name, value in headers:
+                event("header %d %s: %s" % (n, name, value))
             if args.mode == "hang":
                 while conn.recv(65536):
                     pass

@@ -241,6 +241,23 @@ def quota_gateway(request, make_gateway, tls_quota):
     return make_gateway(upstream=tls_quota, concurrency=4)
 
 
+@pytest.fixture
+def bad_upstream(pki):
+    """Factory: bad_upstream(mode, tls=True, delay=None) starts
+    badupstream.py (TLS with the test CA's 127.0.0.1 certificate)."""
+    started = []
+
+    def make(mode, tls=True, **kw):
+        b = harness.BadUpstream(mode, cert=pki.server_cert if tls else None,
+                                key=pki.server_key if tls else None, **kw)
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
 # --------------------------------------------------------------------------
 # helpers as fixtures
 

@@ -298,6 +298,10 @@ log_file = {dir}/glance-api.log
 use_stderr = false
 debug = false
 client_socket_timeout = 900
+# Small pages, so that listing images (GET /v1/shared-images) must follow
+# Glance's "next" links even with a few dozen images.
+api_limit_max = 20
+limit_param_default = 10
 
 [database]
 connection = sqlite:///{dir}/glance.sqlite
@@ -619,6 +623,21 @@ class BadUpstream:
 
     def requests_seen(self):
         return [line for line in read_text(self.events).splitlines() if line.startswith("request")]
+
+    def request_headers(self):
+        """[(name, value)] of the last request it received."""
+        lines = read_text(self.events).splitlines()
+        starts = [i for i, line in enumerate(lines) if line.startswith("request ")]
+        if not starts:
+            return []
+        conn = lines[starts[-1]].split()[1]
+        out = []
+        for line in lines[starts[-1] + 1:]:
+            parts = line.split(" ", 2)
+            if parts[0] == "header" and parts[1] == conn:
+                name, _, value = parts[2].partition(": ")
+                out.append((name, value))
+        return out
 
     def stop(self):
         if self.proc:

@@ -94,3 +94,41 @@ def test_token_and_body_never_logged(make_gateway, tls, glance, owner, shared_im
     assert text.strip(), "the gateway logged nothing at level=debug"
     assert SECRET_TOKEN not in text
     assert secret_value not in text
+
+
+def test_end_to_end_headers_forwarded_hop_by_hop_dropped(make_gateway, bad_upstream, owner):
+    b = bad_upstream("echo")  # answers 200 to everything, records the headers
+    gw = make_gateway(upstream=b)
+    rid = "req-%s" % uuid.uuid4()
+    headers = {
+        "User-Agent": "legacy-tool/1.0",
+        "X-Custom-End2End": "kept",
+        "X-Openstack-Request-Id": rid,
+        "Connection": "keep-alive",
+        "Keep-Alive": "timeout=5",
+        "TE": "trailers",
+        "Trailer": "X-Checksum",
+        "Upgrade": "websocket",
+        "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0",
+        "Proxy-Foo": "bar",
+    }
+    r = v1(gw.url, "PUT", "/v1/images/img-1/members/%s" % unique("m"), owner,
+           body={"member": {"can_share": False}}, headers=headers)
+    assert r.status_code == 204, r.text
+    seen = b.request_headers()
+    names = {k.lower() for k, _ in seen}
+    got = {k.lower(): v for k, v in seen}
+    assert got.get("x-auth-token") == SECRET_TOKEN
+    for k in ("X-Identity-Status", "X-Project-Id", "X-Roles", "X-Tenant-Id", "X-User-Id"):
+        assert k.lower() in names, (k, seen)
+    assert got["x-project-id"] == owner
+    assert got.get("user-agent") == "legacy-tool/1.0"
+    assert got.get("x-custom-end2end") == "kept"
+    assert got.get("x-openstack-request-id") == rid
+    assert got.get("host") == "127.0.0.1:%d" % b.port
+    assert got.get("content-type", "").startswith("application/json")
+    for hop in ("keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "proxy-foo",
+                "transfer-encoding"):
+        assert hop not in names, (hop, seen)
+    # The client's Connection header is not passed on (libcurl may send its own).
+    assert got.get("connection", "").lower() != "keep-alive", seen

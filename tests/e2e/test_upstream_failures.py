@@ -4,10 +4,8 @@ and garbage (SPEC section 2)."""
 import re
 import time
 
-import pytest
-
 import harness
-from harness import BadUpstream, free_port, unique, v1
+from harness import free_port, unique, v1
 
 
 def add_call(gw, owner, image, members=1):
@@ -25,21 +23,6 @@ def assert_failed_add(r, code, members):
     results = body["results"]
     assert sorted(e["member_id"] for e in results) == sorted(members)
     assert not any(e["done"] for e in results)
-
-
-@pytest.fixture
-def bad_upstream(pki):
-    started = []
-
-    def make(mode, tls=True, **kw):
-        b = BadUpstream(mode, cert=pki.server_cert if tls else None,
-                        key=pki.server_key if tls else None, **kw)
-        started.append(b)
-        return b
-
-    yield make
-    for b in started:
-        b.stop()
 
 
 def test_untrusted_ca_is_502(make_gateway, pki, tls, glance, owner, shared_image):

@@ -26,7 +26,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "../../src/log.h"   /* /usr/include/evhtp has a log.h too */
+#include "log.h"   /* /usr/include/evhtp has a log.h too */
 #include "upstream.h"
 
 /* ---- TLS material (made once in main) ----------------------------------- */
