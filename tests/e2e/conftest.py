@@ -10,6 +10,7 @@ gateway the test stops itself must also exit 0 on SIGTERM.
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +27,14 @@ QUOTA_GLANCE_QUOTA = 5
 # --------------------------------------------------------------------------
 # work directory and failure reports
 
+def _terminated(signum, frame):
+    # Killed from outside (CI timeout): take every child down with us.
+    harness.stop_all()
+    os._exit(128 + signum)
+
+
 def pytest_configure(config):
+    signal.signal(signal.SIGTERM, _terminated)
     if not os.environ.get("MB_E2E_WORKDIR"):
         d = tempfile.mkdtemp(prefix="mb-e2e-")
         os.environ["MB_E2E_WORKDIR"] = d
@@ -83,9 +91,16 @@ def pki():
     return harness.PKI()
 
 
+_early = {}
+
+
 @pytest.fixture(scope="session")
-def glance():
+def glance(request):
     g = harness.Glance(quota=128, name="glance")
+    # Start the quota Glance alongside when some collected test will use it.
+    if any("glance_quota" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        _early["quota"] = harness.Glance(quota=QUOTA_GLANCE_QUOTA,
+                                         name="glance-quota").start_in_background()
     try:
         g.start()
         yield g
@@ -95,12 +110,16 @@ def glance():
 
 @pytest.fixture(scope="session")
 def glance_quota():
-    g = harness.Glance(quota=QUOTA_GLANCE_QUOTA, name="glance-quota")
+    g = _early.pop("quota", None)
     try:
-        g.start()
+        if g is None:
+            g = harness.Glance(quota=QUOTA_GLANCE_QUOTA, name="glance-quota").start()
+        else:
+            g.join()
         yield g
     finally:
-        g.stop()
+        if g is not None:
+            g.stop()
 
 
 @pytest.fixture(scope="session")

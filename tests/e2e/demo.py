@@ -34,9 +34,10 @@ def main():
 
         owner = "demo-owner"
         image = stack.glance.create_image(owner, "shared", name="demo-image")
-        tenants = ["tenant-%d" % i for i in range(1, 6)]
-        body = json.dumps({"members": [{"member_id": t, "can_share": False} for t in tenants]})
-        url = "%s/v1/images/%s/members/%s" % (stack.gateway.url, image, owner)
+        tenants = ["tenant-%d" % i for i in range(1, 7)]
+        # The bulk form: the member in the path plus every listed member.
+        body = json.dumps({"members": [{"member_id": t, "can_share": False} for t in tenants[1:]]})
+        url = "%s/v1/images/%s/members/%s" % (stack.gateway.url, image, tenants[0])
         headers = harness.glance_headers(owner, token="demo-token")
         cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", url,
                "-H", "Content-Type: application/json", "--data-binary", body]
@@ -55,8 +56,8 @@ def main():
         for m in sorted(members["members"], key=lambda m: m["member_id"]):
             print("  %-12s status=%s" % (m["member_id"], m["status"]))
         ok = status.stdout.strip() == "204" and \
-            {m["member_id"] for m in members["members"]} == set(tenants) | {owner}
-        print("\n%s" % ("OK: 1 v1 call became %d v2 calls." % (len(tenants) + 1) if ok
+            {m["member_id"] for m in members["members"]} == set(tenants)
+        print("\n%s" % ("OK: 1 v1 call became %d v2 calls." % len(tenants) if ok
                         else "UNEXPECTED result (logs in %s)" % os.environ["MB_E2E_WORKDIR"]))
         if ok and own_workdir:
             shutil.rmtree(os.environ["MB_E2E_WORKDIR"], ignore_errors=True)

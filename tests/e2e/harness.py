@@ -406,6 +406,27 @@ class Glance:
             self.wait_ready(timeout)
         return self
 
+    def start_in_background(self, timeout=60):
+        """start() in a thread, so that several Glances start at once;
+        join() waits for it and raises what start() raised."""
+        self._bg_error = None
+
+        def run():
+            try:
+                self.start(timeout=timeout)
+            except Exception as e:  # noqa: BLE001 - re-raised by join()
+                self._bg_error = e
+
+        self._bg = threading.Thread(target=run, name="start-" + self.name, daemon=True)
+        self._bg.start()
+        return self
+
+    def join(self):
+        self._bg.join()
+        if self._bg_error:
+            raise self._bg_error
+        return self
+
     def wait_ready(self, timeout=60):
         try:
             wait_http_ok(self.url + "/healthcheck", self.proc, timeout, what="glance /healthcheck")
@@ -720,8 +741,7 @@ class Gateway:
         if not os.access(self.binary, os.X_OK):
             raise HarnessError("gateway binary %s is missing or not executable" % self.binary)
         self.write_conf()
-        env = dict(os.environ)
-        self.proc = Proc(self.name, [self.binary, "-c", self.conf_path], self.log_path, env=env)
+        self.proc = Proc(self.name, [self.binary, "-c", self.conf_path], self.log_path)
         try:
             wait_http_ok(self.url + "/healthcheck", self.proc, timeout, what="gateway /healthcheck")
         except HarnessError:
@@ -774,10 +794,6 @@ class Stack:
                 part.stop()
             except Exception as e:  # noqa: BLE001
                 print("stopping %s: %s" % (part, e), file=sys.stderr)
-
-
-def dump_json(obj):
-    return json.dumps(obj, indent=2, sort_keys=True)
 
 
 # --------------------------------------------------------------------------

@@ -195,6 +195,8 @@ def test_body_over_max_body_bytes_content_length(make_gateway, glance, owner, im
                                                for i in range(0, len(body), 65536)])
         assert resp.status == 413, resp
         assert resp.json()["error"]["code"] == 413
+        # Answered before the body arrived: the connection cannot be reused.
+        assert (resp.header("Connection") or "").lower() == "close", resp
     assert glance.v2_members(image, owner) == {keep}
 
 
@@ -214,6 +216,8 @@ def test_body_over_max_body_bytes_chunked(make_gateway, glance, owner, image_wit
         resp = send_all_then_read(c, chunks)
         assert resp.status == 413, resp
         assert resp.json()["error"]["code"] == 413
+        # Answered before the body arrived: the connection cannot be reused.
+        assert (resp.header("Connection") or "").lower() == "close", resp
     assert glance.v2_members(image, owner) == {keep}
 
 

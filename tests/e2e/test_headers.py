@@ -20,12 +20,14 @@ def test_request_id_is_passed_through(make_gateway, glance, tls, owner, shared_i
     assert r.headers.get("X-Openstack-Request-Id") == rid
     assert glance.v2_members(shared_image, owner) == set(members)
     # Every upstream call carried it: nginx saw it on each POST, Glance logged it.
-    harness.wait_until(lambda: tls.access_log_text().count("reqid=%s" % rid) >= 3, 5,
+    sent = " reqid=%s " % rid
+    harness.wait_until(lambda: tls.access_log_text().count(sent) >= 3, 5,
                        what="3 upstream calls with the request id in nginx's access log")
     for line in tls.access_log_text().splitlines():
-        if "reqid=%s" % rid in line:
-            assert "upstream_reqid=%s" % rid in line, line
-    assert rid in glance.log_text()
+        if sent in line:
+            assert "POST /v2/images/%s/members " % shared_image in line, line
+            assert "upstream_reqid=%s " % rid in line, line  # Glance answered with it
+    harness.wait_until(lambda: rid in glance.log_text(), 5, what="the request id in Glance's log")
     # The gateway's access log names it too.
     gw.stop()
     assert rid in gw.access_log_text(), gw.access_log_text()[-2000:]
