@@ -96,3 +96,46 @@ def test_pipelined_two_adds(gateway, glance, owner, shared_image):
         assert r3.status == 200, r3
         assert sorted(x["member_id"] for x in r3.json()["members"]) == sorted([m1, m2])
     assert glance.v2_members(shared_image, owner) == {m1, m2}
+
+
+def test_early_413_does_not_parse_the_rest_as_a_request(make_gateway, glance, owner, shared_image):
+    """libevhtp would read the unread body of an early 413 as the next
+    request (request smuggling). The body here carries a DELETE of an
+    existing member: it must never run."""
+    gw = make_gateway(max_body_bytes=1024)
+    keep = unique("keep")
+    glance.add_v2_member(shared_image, owner, keep)
+    smuggled = request_bytes("DELETE", "/v1/images/%s/members/%s" % (shared_image, keep),
+                             owner, ["Content-Length: 0"])
+    padding = b" " * 2048
+    body = padding + smuggled
+    data = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, unique("m")), owner,
+                         ["Content-Length: %d" % len(body)], body)
+    with RawConn(gw.port) as c:
+        c.send(data)
+        resp = c.read_response()
+        assert resp.status == 413, resp
+        assert (resp.header("Connection") or "").lower() == "close"
+        assert c.closed_by_peer(timeout=10), "a second reply or an open connection after an early 413"
+        assert c.buf == b"", "bytes after the 413: %r" % c.buf[:200]
+    assert glance.v2_members(shared_image, owner) == {keep}
+    assert "method=DELETE" not in gw.access_log_text()
+
+
+def test_204_carries_no_content_length(gateway, glance, owner, shared_image):
+    """libevhtp adds Content-Length: 0 to every bodiless reply; a 204 must
+    not have one (RFC 9110 8.6)."""
+    m = unique("m")
+    with RawConn(gateway.port) as c:
+        c.send(request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m), owner,
+                             ["Content-Length: 0"]))
+        resp = c.read_response()
+        assert resp.status == 204, resp
+        assert resp.header("Content-Length") is None, resp
+        assert resp.header("Transfer-Encoding") is None, resp
+        # and the connection serves the next request
+        c.send(request_bytes("GET", "/v1/images/%s/members" % shared_image, owner, []))
+        resp = c.read_response(method="GET")
+        assert resp.status == 200, resp
+        assert m in {x["member_id"] for x in resp.json()["members"]}
+    assert m in glance.v2_members(shared_image, owner)
