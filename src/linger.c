@@ -90,7 +90,12 @@ void linger_close(struct bufferevent *bev, const char *reply, size_t len,
     evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
     bufferevent_setcb(bev, on_read, on_write, on_event, l);
     bufferevent_set_timeouts(bev, &tv, &tv);
-    bufferevent_write(bev, reply, len);
+    if (len > 0) {
+        bufferevent_write(bev, reply, len);
+    } else {
+        l->shut = 1;                 /* nothing to send: half-close now */
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+    }
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 

@@ -17,6 +17,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,9 @@
 #include "v1_body.h"
 
 #define MAX_HEADERS        100
+#define MAX_REQUEST_LINE   8192
+#define MB_STR_(x)         #x
+#define MB_STR(x)          MB_STR_(x)
 #define LINGER_SECONDS     5
 #define LINGER_MAX_BYTES   (64u << 20)
 #define BACKLOG            1024
@@ -48,6 +52,12 @@ typedef struct conn_node {
     struct conn_node   *prev, *next;
     struct mb_server   *srv;
     struct event       *deadline;
+    int                 closing;     /* a reply said Connection: close */
+    /* request-line guard (see htparser_run below) */
+    int                 in_request_line;
+    int                 line_too_long;
+    char               *held;        /* a partial request line, not yet parsed */
+    size_t              held_len;
 } conn_node;
 
 struct mb_server {
@@ -80,7 +90,9 @@ typedef struct mb_req {
     mb_exchange     *exchange;
     struct event    *defer;           /* immediate replies are sent from here */
     mb_reply         pending;         /* the reply the defer event sends */
+    int              complete;        /* on_request ran: the parser is paused on it */
     int              replied;
+    int              released;        /* no longer counted in in_flight */
 } mb_req;
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -108,6 +120,18 @@ static void format_client(const struct sockaddr *sa, char *out, size_t outlen)
     snprintf(out, outlen, "%s:%d", host, port);
 }
 
+/* r no longer holds up shutdown (its reply is out of our buffers, or it is
+ * being freed). Idempotent. */
+static void req_release(mb_req *r)
+{
+    if (r->released)
+        return;
+    r->released = 1;
+    r->srv->in_flight--;
+    if (r->srv->shutting_down && r->srv->in_flight == 0 && r->srv->drain_ev)
+        event_active(r->srv->drain_ev, EV_TIMEOUT, 1);
+}
+
 static void req_free(mb_req *r)
 {
     if (r == NULL)
@@ -121,9 +145,7 @@ static void req_free(mb_req *r)
     free(r->path);
     free(r->hdrs);
     free(r->hdrs_json);
-    r->srv->in_flight--;
-    if (r->srv->shutting_down && r->srv->in_flight == 0 && r->srv->drain_ev)
-        event_active(r->srv->drain_ev, EV_TIMEOUT, 1);
+    req_release(r);
     free(r);
 }
 
@@ -205,6 +227,8 @@ static void send_pending(mb_req *r)
     }
     if (r->srv->shutting_down)
         req->flags &= (uint16_t)~EVHTP_REQ_FLAG_KEEPALIVE;
+    if (!(req->flags & EVHTP_REQ_FLAG_KEEPALIVE))
+        r->node->closing = 1;   /* parse nothing after this reply */
     log_access(r->request_id, r->client, r->method, r->path, p->status,
                ms_since(&r->start), p->calls, p->failed);
     r->replied = 1;
@@ -275,6 +299,8 @@ static void on_request(evhtp_request_t *req, void *arg)
     if (r == NULL || r->req != req)
         return;        /* taken over by reply_and_close */
     conf = r->srv->conf;
+    r->complete = 1;
+    r->node->in_request_line = 1;     /* what follows is the next request */
     evtimer_del(r->node->deadline);   /* the request has arrived in time */
     evhtp_request_pause(req);
 
@@ -461,6 +487,7 @@ static void untrack_conn(mb_server *s, evhtp_connection_t *conn)
             n->next->prev = n->prev;
         if (n->deadline)
             event_free(n->deadline);
+        free(n->held);
         free(n);
         return;
     }
@@ -503,6 +530,13 @@ static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
     mb_server *s = n->srv;
     htpparse_error err = conn->parser ? htparser_get_error(conn->parser) : htparse_error_none;
 
+    mb_req *r = conn->request ? conn->request->cbarg : NULL;
+
+    /* on_request pauses the connection, which makes the parser report
+     * htparse_error_user: that is not a malformed request. Nor is anything
+     * the client sent after a reply that said Connection: close. */
+    if ((err == htparse_error_user && r && r->complete) || n->closing)
+        err = htparse_error_none;
     untrack_conn(s, conn);
     if (err != htparse_error_none && conn->bev)
         answer_parse_error(conn);
@@ -522,20 +556,31 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     size_t len = 0;
     char *raw;
 
+    int status = n->line_too_long ? 414 : 408;
+    const char *why = n->line_too_long ? "request line longer than " MB_STR(MAX_REQUEST_LINE) " bytes"
+                                       : "request not received within client_timeout";
+
     (void)fd;
     (void)what;
+    if ((conn->request == NULL || (r && r->replied)) && n->held_len == 0 && !n->line_too_long) {
+        /* idle after a reply, no byte of a new request: just close */
+        evhtp_connection_free(conn);   /* on_conn_fini untracks it */
+        return;
+    }
     if (r) {
         snprintf(rid, sizeof(rid), "%s", r->request_id);
-        log_access(rid, r->client, r->method, r->path, 408, ms_since(&r->start), 0, 0);
+        log_access(rid, r->client, r->method, r->path, status, ms_since(&r->start), 0, 0);
         conn->request->cbarg = NULL;
         req_free(r);
     } else {
         reqid_new(rid);
     }
     format_client(conn->saddr, client, sizeof(client));
-    log_info("%s client=%s: request not received within client_timeout (%d s), closing the connection",
-             rid, client, s->conf->server.client_timeout);
-    raw = raw_close_reply(rid, 408, "request not received within client_timeout", &len);
+    if (r == NULL)
+        log_access(rid, client, "?", "", status, 0.0, 0, 0);
+    log_info("%s client=%s: %d %s (client_timeout %d s), closing the connection",
+             rid, client, status, why, s->conf->server.client_timeout);
+    raw = raw_close_reply(rid, status, why, &len);
     untrack_conn(s, conn);                      /* frees n and this timer */
     struct bufferevent *bev = evhtp_connection_take_ownership(conn);
     evhtp_connection_free(conn);                /* no hooks left; the socket is ours */
@@ -550,8 +595,31 @@ static evhtp_res on_headers_start(evhtp_request_t *req, void *arg)
 {
     conn_node *n = arg;
     struct timeval tv = { n->srv->conf->server.client_timeout, 0 };
-    (void)req;
+    if (n->closing) {
+        /* libevhtp goes on parsing what was pipelined after a reply that
+         * said Connection: close: stop here, close without a reset */
+        evhtp_connection_t *conn = evhtp_request_get_connection(req);
+        untrack_conn(n->srv, conn);
+        linger_close(evhtp_connection_take_ownership(conn), "", 0, LINGER_SECONDS, LINGER_MAX_BYTES);
+        return EVHTP_RES_ERROR;
+    }
     evtimer_add(n->deadline, &tv);
+    return EVHTP_RES_OK;
+}
+
+/* libevhtp's write callback: the output buffer has been flushed. After a
+ * reply, the request no longer holds up shutdown (libevhtp may keep it
+ * until the next request begins), and client_timeout bounds the wait for
+ * the next request line (on_headers_start restarts it for the headers). */
+static evhtp_res on_conn_write(evhtp_connection_t *conn, void *arg)
+{
+    conn_node *n = arg;
+    mb_req *r = conn->request ? conn->request->cbarg : NULL;
+    struct timeval tv = { n->srv->conf->server.client_timeout, 0 };
+    if (r && r->replied) {
+        req_release(r);
+        evtimer_add(n->deadline, &tv);
+    }
     return EVHTP_RES_OK;
 }
 
@@ -567,14 +635,115 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
     }
     n->conn = conn;
     n->srv = s;
+    n->in_request_line = 1;
     n->next = s->conns;
     if (s->conns)
         s->conns->prev = n;
     s->conns = n;
+    struct timeval tv = { s->conf->server.client_timeout, 0 };
+    evtimer_add(n->deadline, &tv);            /* bounds the first request line */
+    evhtp_connection_set_hook(conn, evhtp_hook_on_write, (evhtp_hook)on_conn_write, n);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers_start, (evhtp_hook)on_headers_start, n);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, n);
     evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, n);
     return EVHTP_RES_OK;
+}
+
+/* ---- libevhtp parser guard ---------------------------------------------- */
+
+/* libevhtp 1.2.18's parser reads one byte past the data it is given when a
+ * chunk ends inside the request target (parser.c, states s_check_uri and
+ * s_uri: `ch = data[++i]` is read before `i < len` is tested), and takes
+ * that stray byte into the path: "PUT .../members/ten" followed by a second
+ * read "ant1 HTTP/1.1" became member "tensant1" upstream. Debian's package
+ * has the bug, so the gateway makes sure the parser never sees a request
+ * line in pieces: this definition of htparser_run comes before libevhtp's
+ * in symbol lookup, holds back a request line until its LF has arrived, and
+ * then calls libevhtp's own htparser_run. Whatever is held is counted as
+ * consumed, so libevhtp drains it; it is parsed with the next bytes.
+ * (Within a request line, a chunk that ends with a complete line cannot end
+ * inside the target.) A request line over MAX_REQUEST_LINE bytes is 414. */
+
+typedef size_t (*htparser_run_fn)(htparser *, htparse_hooks *, const char *, size_t);
+
+static conn_node *node_of_parser(htparser *p)
+{
+    evhtp_connection_t *c = htparser_get_userdata(p);
+    if (c == NULL || c->type != evhtp_type_server || c->hooks == NULL
+        || c->hooks->on_headers != (evhtp_hook_headers_cb)on_headers)
+        return NULL;
+    return c->hooks->on_headers_arg;
+}
+
+/* Offset just past the LF ending the request line (leading empty lines
+ * are skipped, as the parser does), or 0 when it has not all arrived. */
+static size_t request_line_end(const char *d, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (d[i] == '\r' || d[i] == '\n'))
+        i++;
+    const char *lf = i < len ? memchr(d + i, '\n', len - i) : NULL;
+    return lf ? (size_t)(lf - d) + 1 : 0;
+}
+
+size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t len)
+{
+    static htparser_run_fn real_run;
+    conn_node *n;
+    const char *buf = data;
+    size_t held, total, done;
+
+    if (real_run == NULL)
+        real_run = (htparser_run_fn)dlsym(RTLD_NEXT, "htparser_run");
+    if (real_run == NULL)
+        abort();   /* libevhtp is linked: cannot happen */
+    n = node_of_parser(p);
+    if (n && n->line_too_long) {
+        real_run(p, hooks, data, 0);
+        return len;                                   /* discarded: 414 is on its way */
+    }
+    if (n == NULL || !n->in_request_line)
+        return real_run(p, hooks, data, len);
+
+    held = n->held_len;
+    total = held + len;
+    if (held > 0) {
+        char *grown = realloc(n->held, total);
+        if (grown == NULL)
+            return real_run(p, hooks, data, len);
+        memcpy(grown + held, data, len);
+        n->held = grown;
+        buf = grown;
+    }
+    if (request_line_end(buf, total) == 0) {
+        if (total > MAX_REQUEST_LINE) {
+            n->line_too_long = 1;                     /* answered from the loop */
+            event_active(n->deadline, EV_TIMEOUT, 1);
+            real_run(p, hooks, data, 0);
+            return len;
+        }
+        if (held == 0) {
+            char *copy = malloc(len);
+            if (copy == NULL)
+                return real_run(p, hooks, data, len);
+            memcpy(copy, data, len);
+            n->held = copy;
+        }
+        n->held_len = total;
+        /* An empty run still clears the error the last pause left in the
+         * parser, as a real run would; else libevhtp drops the connection. */
+        real_run(p, hooks, data, 0);
+        return len;                                   /* all "consumed": held */
+    }
+    /* The hooks may free n (a reply that closes the connection): take the
+     * held bytes off it first, and touch n no more. */
+    char *own = held > 0 ? n->held : NULL;
+    n->held = NULL;
+    n->held_len = 0;
+    n->in_request_line = 0;
+    done = real_run(p, hooks, buf, total);
+    free(own);
+    return done >= held ? done - held : 0;
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */

@@ -2,6 +2,8 @@
 read two ways is refused with 400 and the connection closed; pipelined
 requests are answered in order. Glance is checked after each."""
 
+import time
+
 import pytest
 
 from harness import RawConn, glance_headers, unique
@@ -139,3 +141,77 @@ def test_204_carries_no_content_length(gateway, glance, owner, shared_image):
         assert resp.status == 200, resp
         assert m in {x["member_id"] for x in resp.json()["members"]}
     assert m in glance.v2_members(shared_image, owner)
+
+
+def test_request_line_split_across_reads(gateway, glance, owner, shared_image):
+    """libevhtp 1.2.18 reads one byte past a chunk that ends inside the
+    request target and takes it into the path ("ten" + "ant1" became
+    "tensant1"). The gateway holds a request line back until it is whole."""
+    m = unique("tenant")
+    data = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m), owner,
+                         ["Content-Length: 0"])
+    cut = data.index(m.encode()) + 3            # inside the member id
+    with RawConn(gateway.port) as c:
+        c.send(data[:cut])
+        time.sleep(0.3)                          # a separate read on the gateway's side
+        c.send(data[cut:])
+        resp = c.read_response()
+        assert resp.status == 204, resp
+    members = glance.v2_members(shared_image, owner)
+    assert m in members, members
+    assert not [x for x in members if x.startswith(m[:3]) and x != m and "tenant" in x and len(x) != len(m)]
+
+
+def test_request_line_byte_by_byte_then_pipelined(gateway, glance, owner, shared_image):
+    a, b = unique("tenant"), unique("tenant")
+    one = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, a), owner,
+                        ["Content-Length: 0"])
+    two = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, b), owner,
+                        ["Content-Length: 0"])
+    with RawConn(gateway.port) as c:
+        line_end = one.index(b"\r\n") + 2
+        for i in range(line_end):
+            c.send(one[i:i + 1])
+            time.sleep(0.002)
+        # the rest of the first request and half of the second in one write
+        half = two.index(b.encode()) + 4
+        c.send(one[line_end:] + two[:half])
+        time.sleep(0.3)
+        c.send(two[half:])
+        assert c.read_response().status == 204
+        assert c.read_response().status == 204
+    members = glance.v2_members(shared_image, owner)
+    assert {a, b} <= members, members
+
+
+def test_request_line_too_long_is_414(gateway):
+    with RawConn(gateway.port) as c:
+        c.send(b"GET /" + b"a" * 9000)
+        resp = c.read_response(method="GET")
+        assert resp.status == 414, resp
+        assert c.closed_by_peer(timeout=10)
+
+
+def test_connection_close_reply_is_the_only_reply(gateway, glance, owner, shared_image):
+    """A reply that closes the connection (HTTP/1.0, Connection: close) is
+    not followed by anything, not even for bytes pipelined after it."""
+    m, late = unique("m"), unique("late")
+    first = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, m), owner,
+                          ["Content-Length: 0", "Connection: close"])
+    after = request_bytes("PUT", "/v1/images/%s/members/%s" % (shared_image, late), owner,
+                          ["Content-Length: 0"])
+    with RawConn(gateway.port) as c:
+        c.send(first + after)
+        resp = c.read_response()
+        assert resp.status == 204, resp
+        assert c.closed_by_peer(timeout=10)
+        assert c.buf == b"", "more after a Connection: close reply: %r" % c.buf[:200]
+    members = glance.v2_members(shared_image, owner)
+    assert m in members and late not in members, members
+    with RawConn(gateway.port) as c:
+        c.send(request_bytes("GET", "/healthcheck", owner, [], host=True).replace(
+            b"HTTP/1.1", b"HTTP/1.0"))
+        resp = c.read_response(method="GET")
+        assert resp.status == 200, resp
+        assert c.closed_by_peer(timeout=10)
+        assert c.buf == b"", c.buf[:200]
