@@ -45,14 +45,26 @@ static void on_drained(void *arg)
     event_base_loopbreak(a->base);
 }
 
-static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
+static void on_last_call(evutil_socket_t fd, short what, void *arg)
 {
     app *a = arg;
     (void)fd;
     (void)what;
-    log_warning("shutdown grace period of %ld s over with %zu request(s) in flight; exiting",
-                a->grace_seconds, server_in_flight(a->server));
     event_base_loopbreak(a->base);
+}
+
+/* The grace period is over: answer what still waits with 503, give those
+ * replies a moment to leave, then exit. */
+static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
+{
+    app *a = arg;
+    struct timeval tv = { 1, 0 };
+    (void)fd;
+    (void)what;
+    log_warning("shutdown grace period of %ld s over with %zu request(s) in flight; answering them 503",
+                a->grace_seconds, server_in_flight(a->server));
+    server_abort(a->server);
+    event_base_once(a->base, -1, EV_TIMEOUT, on_last_call, a, &tv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -498,14 +498,30 @@ static void on_shared_page(const mb_response *r, void *arg)
         finish_error(x, 502, "the upstream's image list could not be read");
         return;
     }
-    /* Follow "next" only to the image list on the configured upstream. */
-    if (next && strncmp(next, "/v2/images?", 11) == 0 && x->pages < SHARED_MAX_PAGES
-        && strset_count(x->current) < (size_t)x->env.conf->members.max_per_request) {
+    /* Follow "next" only to the image list on the configured upstream, and
+     * only so far: a partial list must not pass for the whole one. */
+    if (next && strncmp(next, "/v2/images?", 11) == 0) {
+        if (x->pages >= SHARED_MAX_PAGES
+            || strset_count(x->current) >= (size_t)x->env.conf->members.max_per_request) {
+            char msg[200];
+            free(next);
+            snprintf(msg, sizeof(msg), "more than %zu shared images to check "
+                     "(the limit is [members] max_per_request)", strset_count(x->current));
+            log_warning("%s client=%s: shared-images stopped: %s", x->env.request_id, x->env.client, msg);
+            finish_error(x, 413, msg);
+            return;
+        }
         shared_page(x, next);
         free(next);
         return;
     }
-    free(next);
+    if (next) {
+        log_error("%s client=%s: upstream image list has an unexpected next link", x->env.request_id,
+                  x->env.client);
+        free(next);
+        finish_error(x, 502, "the upstream's image list has a next link the gateway does not follow");
+        return;
+    }
     size_t n = strset_count(x->current);
     x->present = calloc(n ? n : 1, 1);
     x->jobs = calloc(n ? n : 1, sizeof(*x->jobs));

@@ -801,6 +801,25 @@ void server_shutdown(mb_server *s, void (*drained)(void *arg), void *arg)
     event_active(s->drain_ev, EV_TIMEOUT, 1);
 }
 
+void server_abort(mb_server *s)
+{
+    for (conn_node *n = s->conns; n; n = n->next) {
+        evhtp_request_t *req = n->conn->request;
+        mb_req *r = req ? req->cbarg : NULL;
+        if (r == NULL || r->exchange == NULL || r->replied)
+            continue;
+        members_cancel(r->exchange);
+        r->exchange = NULL;
+        log_warning("%s client=%s: shutting down before the upstream calls finished; answering 503",
+                    r->request_id, r->client);
+        r->pending.status = 503;
+        r->pending.body = reply_error_json(503, "the gateway is shutting down; "
+                                           "some member operations may have been done: send the request again",
+                                           &r->pending.body_len);
+        send_pending(r);
+    }
+}
+
 size_t server_in_flight(const mb_server *s)
 {
     return s->in_flight;

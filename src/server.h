@@ -20,6 +20,10 @@ int        server_listen(mb_server *s);
  * flight. Idle keep-alive connections are closed by server_free. */
 void       server_shutdown(mb_server *s, void (*drained)(void *arg), void *arg);
 size_t     server_in_flight(const mb_server *s);
+/* After the shutdown grace period: cancels the upstream calls still running
+ * and answers their requests 503 (Connection: close). The replies go out
+ * while the loop runs on. */
+void       server_abort(mb_server *s);
 /* Closes every connection (freeing requests still in flight) and frees. */
 void       server_free(mb_server *s);
 

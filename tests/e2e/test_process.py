@@ -116,3 +116,30 @@ def test_client_gone_while_upstream_hangs(make_gateway, bad_upstream, owner):
     assert requests.get(gw.url + "/healthcheck", timeout=10).status_code == 200
     # Stopping now must wait for (or cancel) the hanging call, then exit 0
     # without leaks: checked at teardown.
+
+
+def test_grace_period_over_answers_503(make_gateway, bad_upstream, owner):
+    """SIGTERM while the upstream never answers: once the grace period
+    (request_timeout + connect_timeout + 5 s) is over, the waiting client
+    gets a 503 that says to send the request again, not a dropped
+    connection, and the process still exits 0."""
+    b = bad_upstream("hang")
+    gw = make_gateway(upstream=b, request_timeout=2, connect_timeout=1, concurrency=1, retries=0)
+    members = [{"member_id": unique("m")} for _ in range(8)]   # 8 calls x 2 s, one at a time
+    result = {}
+
+    def call():
+        result["r"] = v1(gw.url, "PUT", "/v1/images/img-1/members/%s" % unique("p"), owner,
+                         body={"members": members}, timeout=60)
+
+    t = threading.Thread(target=call)
+    t.start()
+    harness.wait_until(lambda: b.requests_seen(), 10, what="the upstream call")
+    rc, in_time = gw.stop(timeout=20)
+    t.join(20)
+    assert in_time and rc == 0, (rc, gw.describe())
+    assert "r" in result, "the waiting request got no reply"
+    r = result["r"]
+    assert r.status_code == 503, r.text
+    assert "send the request again" in r.json()["error"]["message"]
+    assert "grace period" in gw.log_text()

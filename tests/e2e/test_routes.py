@@ -273,3 +273,15 @@ def test_healthcheck(gateway):
     import requests
     r = requests.get(gateway.url + "/healthcheck", timeout=10)
     assert r.status_code == 200
+
+
+def test_shared_images_over_max_per_request_is_413(make_gateway, glance):
+    """More shared images than [members] max_per_request: an error, never a
+    partial list that passes for the whole one."""
+    gw = make_gateway(max_per_request=5)
+    owner, m = unique("owner"), unique("m")
+    for _ in range(22):      # the test Glance pages at 20
+        glance.add_v2_member(glance.create_image(owner), owner, m)
+    r = v1(gw.url, "GET", "/v1/shared-images/%s" % m, owner)
+    assert r.status_code == 413, r.text
+    assert "max_per_request" in r.json()["error"]["message"]
