@@ -139,3 +139,51 @@ const char *framing_check(const mb_header *h, size_t n, int http_minor, mb_frami
         out->content_length = s.cl;
     return NULL;
 }
+
+enum { SCAN_LINE_START = 0, SCAN_LINE_START_CR, SCAN_IN_LINE, SCAN_IN_LINE_CR };
+
+size_t framing_scan_headers(mb_header_scan *s, const char *d, size_t len, const char **bad)
+{
+    *bad = NULL;
+    for (size_t i = 0; i < len; i++) {
+        char ch = d[i];
+        if (ch == '\0') {
+            *bad = "NUL in a header line";
+            return 0;
+        }
+        switch (s->state) {
+        case SCAN_LINE_START:
+            if (ch == '\n')
+                return i + 1;                      /* the empty line: done */
+            if (ch == '\r') {
+                s->state = SCAN_LINE_START_CR;
+            } else if (ch == ' ' || ch == '\t') {
+                *bad = "folded header line (obs-fold)";
+                return 0;
+            } else {
+                s->state = SCAN_IN_LINE;
+            }
+            break;
+        case SCAN_LINE_START_CR:
+            if (ch != '\n') {
+                *bad = "CR not followed by LF in the header block";
+                return 0;
+            }
+            return i + 1;
+        case SCAN_IN_LINE:
+            if (ch == '\n')
+                s->state = SCAN_LINE_START;
+            else if (ch == '\r')
+                s->state = SCAN_IN_LINE_CR;
+            break;
+        default: /* SCAN_IN_LINE_CR */
+            if (ch != '\n') {
+                *bad = "CR not followed by LF in a header line";
+                return 0;
+            }
+            s->state = SCAN_LINE_START;
+            break;
+        }
+    }
+    return 0;
+}

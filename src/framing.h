@@ -29,4 +29,18 @@ typedef struct {
  * without surrounding SP/HTAB. out is filled on success (and reset first). */
 const char *framing_check(const mb_header *h, size_t n, int http_minor, mb_framing *out);
 
+/* A scanner of the raw bytes of a header block (after the request line, up
+ * to and including the empty line), for what a header parser loses: a NUL
+ * (libevhtp cuts the value there), a line that starts with SP or HTAB
+ * (obs-fold, which libevhtp joins to the line before), a CR not followed by
+ * LF. It keeps its state between chunks. */
+typedef struct {
+    int state;   /* internal; zero-initialise = at the start of a line */
+} mb_header_scan;
+
+/* Scans d[0..len). Returns the number of bytes up to and including the end
+ * of the header block (the empty line) when it is in d, else 0. Returns 0
+ * and sets *bad to a static message on the first refused byte. */
+size_t framing_scan_headers(mb_header_scan *s, const char *d, size_t len, const char **bad);
+
 #endif

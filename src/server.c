@@ -53,9 +53,12 @@ typedef struct conn_node {
     struct mb_server   *srv;
     struct event       *deadline;
     int                 closing;     /* a reply said Connection: close */
-    /* request-line guard (see htparser_run below) */
+    /* parser guard (see htparser_run below) */
     int                 in_request_line;
-    int                 line_too_long;
+    int                 in_headers;
+    mb_header_scan      scan;
+    int                 refuse_status; /* 400/414 found by the guard, answered from the loop */
+    const char         *refuse_why;
     char               *held;        /* a partial request line, not yet parsed */
     size_t              held_len;
 } conn_node;
@@ -301,6 +304,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     conf = r->srv->conf;
     r->complete = 1;
     r->node->in_request_line = 1;     /* what follows is the next request */
+    r->node->in_headers = 0;
     evtimer_del(r->node->deadline);   /* the request has arrived in time */
     evhtp_request_pause(req);
 
@@ -556,13 +560,12 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     size_t len = 0;
     char *raw;
 
-    int status = n->line_too_long ? 414 : 408;
-    const char *why = n->line_too_long ? "request line longer than " MB_STR(MAX_REQUEST_LINE) " bytes"
-                                       : "request not received within client_timeout";
+    int status = n->refuse_status ? n->refuse_status : 408;
+    const char *why = n->refuse_status ? n->refuse_why : "request not received within client_timeout";
 
     (void)fd;
     (void)what;
-    if ((conn->request == NULL || (r && r->replied)) && n->held_len == 0 && !n->line_too_long) {
+    if ((conn->request == NULL || (r && r->replied)) && n->held_len == 0 && !n->refuse_status) {
         /* idle after a reply, no byte of a new request: just close */
         evhtp_connection_free(conn);   /* on_conn_fini untracks it */
         return;
@@ -578,8 +581,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     format_client(conn->saddr, client, sizeof(client));
     if (r == NULL)
         log_access(rid, client, "?", "", status, 0.0, 0, 0);
-    log_info("%s client=%s: %d %s (client_timeout %d s), closing the connection",
-             rid, client, status, why, s->conf->server.client_timeout);
+    log_info("%s client=%s: %d %s, closing the connection", rid, client, status, why);
     raw = raw_close_reply(rid, status, why, &len);
     untrack_conn(s, conn);                      /* frees n and this timer */
     struct bufferevent *bev = evhtp_connection_take_ownership(conn);
@@ -662,7 +664,13 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
  * then calls libevhtp's own htparser_run. Whatever is held is counted as
  * consumed, so libevhtp drains it; it is parsed with the next bytes.
  * (Within a request line, a chunk that ends with a complete line cannot end
- * inside the target.) A request line over MAX_REQUEST_LINE bytes is 414. */
+ * inside the target.) A request line over MAX_REQUEST_LINE bytes is 414.
+ *
+ * The same place scans the raw header block for what libevhtp's parser
+ * loses before any hook sees it (framing_scan_headers): a NUL (it cuts the
+ * value there), an obs-fold line starting with HTAB (it joins it to the
+ * line before), a bare CR. Those are answered 400 and the connection
+ * closed (SPEC section 3). */
 
 typedef size_t (*htparser_run_fn)(htparser *, htparse_hooks *, const char *, size_t);
 
@@ -686,24 +694,51 @@ static size_t request_line_end(const char *d, size_t len)
     return lf ? (size_t)(lf - d) + 1 : 0;
 }
 
+/* Refuses the request: the reply goes out from the loop (on_deadline), and
+ * the parser is given nothing more of this connection. */
+static size_t guard_refuse(conn_node *n, int status, const char *why, htparser_run_fn real_run,
+                           htparser *p, htparse_hooks *hooks, const char *data, size_t len)
+{
+    n->refuse_status = status;
+    n->refuse_why = why;
+    event_active(n->deadline, EV_TIMEOUT, 1);
+    /* An empty run still clears the error the last pause left in the
+     * parser, as a real run would; else libevhtp drops the connection. */
+    real_run(p, hooks, data, 0);
+    return len;
+}
+
+/* Scans header-block bytes; -1 when refused (why set). */
+static int guard_scan(conn_node *n, const char *d, size_t len, const char **why)
+{
+    if (framing_scan_headers(&n->scan, d, len, why) > 0)
+        n->in_headers = 0;
+    return *why ? -1 : 0;
+}
+
 size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t len)
 {
     static htparser_run_fn real_run;
     conn_node *n;
-    const char *buf = data;
-    size_t held, total, done;
+    const char *buf = data, *why = NULL;
+    size_t held, total, done, line_end;
 
     if (real_run == NULL)
         real_run = (htparser_run_fn)dlsym(RTLD_NEXT, "htparser_run");
     if (real_run == NULL)
         abort();   /* libevhtp is linked: cannot happen */
     n = node_of_parser(p);
-    if (n && n->line_too_long) {
+    if (n && n->refuse_status) {
         real_run(p, hooks, data, 0);
-        return len;                                   /* discarded: 414 is on its way */
+        return len;                                   /* discarded: the refusal is on its way */
     }
-    if (n == NULL || !n->in_request_line)
+    if (n == NULL || (!n->in_request_line && !n->in_headers))
         return real_run(p, hooks, data, len);
+    if (n->in_headers) {
+        if (guard_scan(n, data, len, &why) != 0)
+            return guard_refuse(n, 400, why, real_run, p, hooks, data, len);
+        return real_run(p, hooks, data, len);
+    }
 
     held = n->held_len;
     total = held + len;
@@ -713,34 +748,35 @@ size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t 
             return real_run(p, hooks, data, len);
         memcpy(grown + held, data, len);
         n->held = grown;
+        n->held_len = total;
         buf = grown;
     }
-    if (request_line_end(buf, total) == 0) {
-        if (total > MAX_REQUEST_LINE) {
-            n->line_too_long = 1;                     /* answered from the loop */
-            event_active(n->deadline, EV_TIMEOUT, 1);
-            real_run(p, hooks, data, 0);
-            return len;
-        }
+    line_end = request_line_end(buf, total);
+    if (line_end == 0) {
+        if (total > MAX_REQUEST_LINE)
+            return guard_refuse(n, 414, "request line longer than " MB_STR(MAX_REQUEST_LINE) " bytes",
+                                real_run, p, hooks, data, len);
         if (held == 0) {
             char *copy = malloc(len);
             if (copy == NULL)
                 return real_run(p, hooks, data, len);
             memcpy(copy, data, len);
             n->held = copy;
+            n->held_len = len;
         }
-        n->held_len = total;
-        /* An empty run still clears the error the last pause left in the
-         * parser, as a real run would; else libevhtp drops the connection. */
-        real_run(p, hooks, data, 0);
+        real_run(p, hooks, data, 0);                  /* clears the pause's error, parses nothing */
         return len;                                   /* all "consumed": held */
     }
+    n->in_request_line = 0;
+    n->in_headers = 1;
+    memset(&n->scan, 0, sizeof(n->scan));
+    if (guard_scan(n, buf + line_end, total - line_end, &why) != 0)
+        return guard_refuse(n, 400, why, real_run, p, hooks, data, len);
     /* The hooks may free n (a reply that closes the connection): take the
      * held bytes off it first, and touch n no more. */
     char *own = held > 0 ? n->held : NULL;
     n->held = NULL;
     n->held_len = 0;
-    n->in_request_line = 0;
     done = real_run(p, hooks, buf, total);
     free(own);
     return done >= held ? done - held : 0;

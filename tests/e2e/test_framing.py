@@ -35,6 +35,10 @@ AMBIGUOUS = {
                  b"%x\r\n%s\r\n0\r\n\r\n" % (len(ADD), ADD), True),
     "no-host": (["Content-Length: %d" % len(ADD)], ADD, False),
     "folded-header": (["Content-Length: %d" % len(ADD), "X-Folded: a", " b"], ADD, True),
+    "folded-header-tab": (["Content-Length: %d" % len(ADD), "X-Folded: a", "\tb"], ADD, True),
+    "nul-in-value": (["Content-Length: %d" % len(ADD), "X-A: a\x00b"], ADD, True),
+    "bare-cr-in-value": (["Content-Length: %d" % len(ADD), "X-A: a\rb"], ADD, True),
+    "folded-content-length": (["Content-Length: 0", "\t%d" % len(ADD)], ADD, True),
 }
 
 

@@ -187,6 +187,66 @@ START_TEST(bad_header_values)
 }
 END_TEST
 
+/* A header block scanned in chunks of every size gives the same answer. */
+static void scan_all_chunkings(const char *block, size_t len, size_t want_end, const char *want_bad)
+{
+    for (size_t chunk = 1; chunk <= len; chunk++) {
+        mb_header_scan sc = {0};
+        const char *bad = NULL;
+        size_t end = 0, off = 0;
+        while (off < len) {
+            size_t n = len - off < chunk ? len - off : chunk;
+            size_t e = framing_scan_headers(&sc, block + off, n, &bad);
+            if (bad)
+                break;
+            if (e) {
+                end = off + e;
+                break;
+            }
+            off += n;
+        }
+        if (want_bad) {
+            ck_assert_msg(bad != NULL, "chunk %zu: %s not refused", chunk, want_bad);
+            ck_assert_str_eq(bad, want_bad);
+        } else {
+            ck_assert_msg(bad == NULL, "chunk %zu: refused: %s", chunk, bad);
+            ck_assert_msg(end == want_end, "chunk %zu: end %zu, want %zu", chunk, end, want_end);
+        }
+    }
+}
+
+START_TEST(scan_header_blocks)
+{
+    static const char ok[] = "Host: x\r\nX-A: a b\tc\r\n\r\n{\"body\"}";
+    scan_all_chunkings(ok, sizeof(ok) - 1, sizeof(ok) - 1 - 8, NULL);
+    static const char bare_lf[] = "Host: x\nX-A: 1\n\nrest";
+    scan_all_chunkings(bare_lf, sizeof(bare_lf) - 1, sizeof(bare_lf) - 1 - 4, NULL);
+    static const char empty[] = "\r\nGET";
+    scan_all_chunkings(empty, sizeof(empty) - 1, 2, NULL);
+    static const char incomplete[] = "Host: x\r\nX-A: 1\r\n";
+    scan_all_chunkings(incomplete, sizeof(incomplete) - 1, 0, NULL);
+}
+END_TEST
+
+START_TEST(scan_refusals)
+{
+    static const char nul[] = "Host: x\r\nX-A: a\0b\r\n\r\n";
+    scan_all_chunkings(nul, sizeof(nul) - 1, 0, "NUL in a header line");
+    static const char fold_tab[] = "Host: x\r\nX-A: a\r\n\tb\r\n\r\n";
+    scan_all_chunkings(fold_tab, sizeof(fold_tab) - 1, 0, "folded header line (obs-fold)");
+    static const char fold_sp[] = "Host: x\r\nX-A: a\r\n b\r\n\r\n";
+    scan_all_chunkings(fold_sp, sizeof(fold_sp) - 1, 0, "folded header line (obs-fold)");
+    static const char bare_cr[] = "Host: x\rX-A: a\r\n\r\n";
+    scan_all_chunkings(bare_cr, sizeof(bare_cr) - 1, 0, "CR not followed by LF in a header line");
+    static const char cr_end[] = "Host: x\r\n\rX";
+    scan_all_chunkings(cr_end, sizeof(cr_end) - 1, 0, "CR not followed by LF in the header block");
+    /* bytes after the end are not looked at */
+    static const char after[] = "Host: x\r\n\r\n\0\0";
+    scan_all_chunkings(after, sizeof(after) - 1, sizeof(after) - 1 - 2, NULL);
+}
+END_TEST
+
+
 static Suite *framing_suite(void)
 {
     Suite *s = suite_create("framing");
@@ -204,6 +264,8 @@ static Suite *framing_suite(void)
     tcase_add_test(tc, host_rules);
     tcase_add_test(tc, bad_header_names);
     tcase_add_test(tc, bad_header_values);
+    tcase_add_test(tc, scan_header_blocks);
+    tcase_add_test(tc, scan_refusals);
     suite_add_tcase(s, tc);
     return s;
 }
