@@ -72,27 +72,6 @@ static const char *result_message(const mb_outcome *o)
     return "upstream call not made";
 }
 
-static yajl_gen_status gen_key(yajl_gen g, const char *key)
-{
-    return yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-}
-
-static char *take(yajl_gen g, size_t *len)
-{
-    const unsigned char *buf;
-    size_t n;
-    if (yajl_gen_get_buf(g, &buf, &n) != yajl_gen_status_ok)
-        return NULL;
-    char *res = malloc(n + 1);
-    if (res == NULL)
-        return NULL;
-    memcpy(res, buf, n);
-    res[n] = '\0';
-    if (len != NULL)
-        *len = n;
-    return res;
-}
-
 char *aggregate_body(const mb_outcome *o, size_t n, size_t *len)
 {
     char *res = NULL;
@@ -103,42 +82,41 @@ char *aggregate_body(const mb_outcome *o, size_t n, size_t *len)
     char summary[96];
     snprintf(summary, sizeof(summary), "%zu of %zu member operations failed", failed, n);
 
-    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen g = reply_gen_new();
     if (g == NULL)
         return NULL;
-    yajl_gen_config(g, yajl_gen_beautify, 0);
     GEN(yajl_gen_map_open(g));
-    GEN(gen_key(g, "error"));
+    GEN(reply_gen_key(g, "error"));
     GEN(yajl_gen_map_open(g));
-    GEN(gen_key(g, "code"));
+    GEN(reply_gen_key(g, "code"));
     GEN(yajl_gen_integer(g, code));
-    GEN(gen_key(g, "title"));
-    GEN(gen_key(g, reply_status_title(code)));
-    GEN(gen_key(g, "message"));
-    GEN(gen_key(g, summary));
+    GEN(reply_gen_key(g, "title"));
+    GEN(reply_gen_key(g, reply_status_title(code)));
+    GEN(reply_gen_key(g, "message"));
+    GEN(reply_gen_key(g, summary));
     GEN(yajl_gen_map_close(g));
-    GEN(gen_key(g, "results"));
+    GEN(reply_gen_key(g, "results"));
     GEN(yajl_gen_array_open(g));
     for (size_t i = 0; i < n; i++) {
         const char *msg = result_message(&o[i]);
         GEN(yajl_gen_map_open(g));
-        GEN(gen_key(g, "member_id"));
+        GEN(reply_gen_key(g, "member_id"));
         GEN_TEXT(g, o[i].member_id != NULL ? o[i].member_id : "");
-        GEN(gen_key(g, "action"));
-        GEN(gen_key(g, o[i].action == ACT_ADD ? "add" : "delete"));
-        GEN(gen_key(g, "status"));
+        GEN(reply_gen_key(g, "action"));
+        GEN(reply_gen_key(g, o[i].action == ACT_ADD ? "add" : "delete"));
+        GEN(reply_gen_key(g, "status"));
         GEN(yajl_gen_integer(g, result_status(&o[i])));
-        GEN(gen_key(g, "done"));
+        GEN(reply_gen_key(g, "done"));
         GEN(yajl_gen_bool(g, o[i].done != 0));
         if (msg != NULL) {
-            GEN(gen_key(g, "message"));
+            GEN(reply_gen_key(g, "message"));
             GEN_TEXT(g, msg);
         }
         GEN(yajl_gen_map_close(g));
     }
     GEN(yajl_gen_array_close(g));
     GEN(yajl_gen_map_close(g));
-    res = take(g, len);
+    res = reply_gen_take(g, len);
 out:
     yajl_gen_free(g);
     return res;

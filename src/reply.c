@@ -89,7 +89,7 @@ int reply_gen_text(yajl_gen g, const char *s, size_t len)
     return rc;
 }
 
-static yajl_gen gen_new(void)
+yajl_gen reply_gen_new(void)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     if (g != NULL)
@@ -97,8 +97,7 @@ static yajl_gen gen_new(void)
     return g;
 }
 
-/* Copies the generator's output into a malloc'd NUL-terminated buffer. */
-static char *gen_take(yajl_gen g, size_t *len)
+char *reply_gen_take(yajl_gen g, size_t *len)
 {
     const unsigned char *buf;
     size_t n;
@@ -114,7 +113,7 @@ static char *gen_take(yajl_gen g, size_t *len)
     return out;
 }
 
-static yajl_gen_status gen_key(yajl_gen g, const char *key)
+yajl_gen_status reply_gen_key(yajl_gen g, const char *key)
 {
     return yajl_gen_string(g, (const unsigned char *)key, strlen(key));
 }
@@ -122,23 +121,23 @@ static yajl_gen_status gen_key(yajl_gen g, const char *key)
 char *reply_error_json(int code, const char *message, size_t *len)
 {
     char *res = NULL;
-    yajl_gen g = gen_new();
+    yajl_gen g = reply_gen_new();
     if (g == NULL)
         return NULL;
     if (message == NULL)
         message = reply_status_title(code);
     GEN(yajl_gen_map_open(g));
-    GEN(gen_key(g, "error"));
+    GEN(reply_gen_key(g, "error"));
     GEN(yajl_gen_map_open(g));
-    GEN(gen_key(g, "code"));
+    GEN(reply_gen_key(g, "code"));
     GEN(yajl_gen_integer(g, code));
-    GEN(gen_key(g, "title"));
-    GEN(gen_key(g, reply_status_title(code)));
-    GEN(gen_key(g, "message"));
+    GEN(reply_gen_key(g, "title"));
+    GEN(reply_gen_key(g, reply_status_title(code)));
+    GEN(reply_gen_key(g, "message"));
     GEN_TEXT(g, message);
     GEN(yajl_gen_map_close(g));
     GEN(yajl_gen_map_close(g));
-    res = gen_take(g, len);
+    res = reply_gen_take(g, len);
 out:
     yajl_gen_free(g);
     return res;
@@ -149,24 +148,24 @@ static char *id_list_json(const char *list_key, const char *id_key,
                           const mb_strset *ids, size_t *len)
 {
     char *res = NULL;
-    yajl_gen g = gen_new();
+    yajl_gen g = reply_gen_new();
     if (g == NULL)
         return NULL;
     GEN(yajl_gen_map_open(g));
-    GEN(gen_key(g, list_key));
+    GEN(reply_gen_key(g, list_key));
     GEN(yajl_gen_array_open(g));
     size_t n = ids != NULL ? strset_count(ids) : 0;
     for (size_t i = 0; i < n; i++) {
         GEN(yajl_gen_map_open(g));
-        GEN(gen_key(g, id_key));
+        GEN(reply_gen_key(g, id_key));
         GEN_TEXT(g, strset_get(ids, i));
-        GEN(gen_key(g, "can_share"));
+        GEN(reply_gen_key(g, "can_share"));
         GEN(yajl_gen_bool(g, 0));
         GEN(yajl_gen_map_close(g));
     }
     GEN(yajl_gen_array_close(g));
     GEN(yajl_gen_map_close(g));
-    res = gen_take(g, len);
+    res = reply_gen_take(g, len);
 out:
     yajl_gen_free(g);
     return res;
@@ -185,14 +184,14 @@ char *reply_shared_images_json(const mb_strset *image_ids, size_t *len)
 char *reply_v2_add_json(const char *member_id, size_t *len)
 {
     char *res = NULL;
-    yajl_gen g = gen_new();
+    yajl_gen g = reply_gen_new();
     if (g == NULL)
         return NULL;
     GEN(yajl_gen_map_open(g));
-    GEN(gen_key(g, "member"));
+    GEN(reply_gen_key(g, "member"));
     GEN(yajl_gen_string(g, (const unsigned char *)member_id, strlen(member_id)));
     GEN(yajl_gen_map_close(g));
-    res = gen_take(g, len);
+    res = reply_gen_take(g, len);
 out:
     yajl_gen_free(g);
     return res;

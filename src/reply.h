@@ -35,4 +35,11 @@ size_t reply_utf8_len(const unsigned char *s, size_t len);
  * byte). Returns 0, or -1 on error (out of memory). */
 int reply_gen_text(yajl_gen g, const char *s, size_t len);
 
+/* Helpers for the other JSON writers: a generator without pretty-printing,
+ * a key (an ASCII literal), and a malloc'd NUL-terminated copy of the
+ * output (*len set when len is not NULL); NULL when out of memory. */
+yajl_gen        reply_gen_new(void);
+yajl_gen_status reply_gen_key(yajl_gen g, const char *key);
+char           *reply_gen_take(yajl_gen g, size_t *len);
+
 #endif

@@ -152,13 +152,17 @@ static void req_free(mb_req *r)
     free(r);
 }
 
-/* The raw bytes of a complete JSON error reply that closes the connection. */
-static char *raw_close_reply(const char *request_id, int status, const char *message, size_t *len)
+/* Takes the socket over from libevhtp (which then parses nothing more of
+ * it: its hooks are unset) and answers with a JSON error that says
+ * Connection: close, closing lingering (linger.c). The caller has untracked
+ * the connection and freed its mb_req: the hooks that would are gone. */
+static void take_over_and_close(evhtp_connection_t *conn, const char *request_id, int status,
+                                const char *message)
 {
     size_t blen = 0;
     char *body = reply_error_json(status, message, &blen);
-    char *out = NULL;
-    int n = asprintf(&out,
+    char *raw = NULL;
+    int n = asprintf(&raw,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: application/json\r\n"
                      "Content-Length: %zu\r\n"
@@ -166,11 +170,15 @@ static char *raw_close_reply(const char *request_id, int status, const char *mes
                      "Connection: close\r\n\r\n%s",
                      status, reply_status_title(status), body ? blen : 0,
                      request_id, body ? body : "");
+    struct bufferevent *bev = evhtp_connection_take_ownership(conn);
+
     free(body);
-    if (n < 0)
-        return NULL;
-    *len = (size_t)n;
-    return out;
+    if (n >= 0 && bev)
+        linger_close(bev, raw, (size_t)n, LINGER_SECONDS, LINGER_MAX_BYTES);
+    else if (bev)
+        bufferevent_free(bev);
+    if (n >= 0)
+        free(raw);
 }
 
 static void untrack_conn(mb_server *s, evhtp_connection_t *conn);
@@ -183,20 +191,15 @@ static evhtp_res reply_and_close(mb_req *r, int status, const char *message)
 {
     evhtp_request_t *req = r->req;
     evhtp_connection_t *conn = evhtp_request_get_connection(req);
-    size_t len = 0;
-    char *raw = raw_close_reply(r->request_id, status, message, &len);
+    char rid[MB_REQID_LEN + 1];
 
+    snprintf(rid, sizeof(rid), "%s", r->request_id);
     log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start), 0, 0);
     log_info("%s client=%s: %d %s, closing the connection", r->request_id, r->client, status, message);
     untrack_conn(r->srv, conn);
-    struct bufferevent *bev = evhtp_connection_take_ownership(conn);
     req->cbarg = NULL;                 /* the request callback must not find r */
     req_free(r);
-    if (raw)
-        linger_close(bev, raw, len, LINGER_SECONDS, LINGER_MAX_BYTES);
-    else
-        bufferevent_free(bev);
-    free(raw);
+    take_over_and_close(conn, rid, status, message);
     return EVHTP_RES_ERROR;
 }
 
@@ -505,8 +508,6 @@ static void answer_parse_error(evhtp_connection_t *conn)
     mb_req *r = conn->request ? conn->request->cbarg : NULL;
     char rid[MB_REQID_LEN + 1], client[INET6_ADDRSTRLEN + 8];
     const char *msg = "malformed HTTP request";
-    char *raw;
-    size_t len = 0;
 
     if (r) {
         snprintf(rid, sizeof(rid), "%s", r->request_id);
@@ -519,13 +520,7 @@ static void answer_parse_error(evhtp_connection_t *conn)
     log_info("%s client=%s: 400 %s (%s), closing the connection", rid, client, msg,
              htparser_get_strerror(conn->parser));
     log_access(rid, client, "?", "", 400, 0.0, 0, 0);
-    raw = raw_close_reply(rid, 400, msg, &len);
-    struct bufferevent *bev = evhtp_connection_take_ownership(conn);
-    if (raw && bev)
-        linger_close(bev, raw, len, LINGER_SECONDS, LINGER_MAX_BYTES);
-    else if (bev)
-        bufferevent_free(bev);
-    free(raw);
+    take_over_and_close(conn, rid, 400, msg);
 }
 
 static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
@@ -557,8 +552,6 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     mb_server *s = n->srv;
     mb_req *r = conn->request ? conn->request->cbarg : NULL;
     char rid[MB_REQID_LEN + 1], client[INET6_ADDRSTRLEN + 8];
-    size_t len = 0;
-    char *raw;
 
     int status = n->refuse_status ? n->refuse_status : 408;
     const char *why = n->refuse_status ? n->refuse_why : "request not received within client_timeout";
@@ -582,15 +575,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     if (r == NULL)
         log_access(rid, client, "?", "", status, 0.0, 0, 0);
     log_info("%s client=%s: %d %s, closing the connection", rid, client, status, why);
-    raw = raw_close_reply(rid, status, why, &len);
     untrack_conn(s, conn);                      /* frees n and this timer */
-    struct bufferevent *bev = evhtp_connection_take_ownership(conn);
+    take_over_and_close(conn, rid, status, why);
     evhtp_connection_free(conn);                /* no hooks left; the socket is ours */
-    if (raw && bev)
-        linger_close(bev, raw, len, LINGER_SECONDS, LINGER_MAX_BYTES);
-    else if (bev)
-        bufferevent_free(bev);
-    free(raw);
 }
 
 static evhtp_res on_headers_start(evhtp_request_t *req, void *arg)
