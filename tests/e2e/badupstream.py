@@ -9,7 +9,9 @@ once it accepts connections, and handles each connection in a thread:
   hang     read the request headers, never answer (keeps the socket open)
   close    close the connection at once, before TLS or any byte
   reset    close at once with an RST (SO_LINGER 0)
-  slow     read the request, wait --delay seconds, then answer 200 JSON
+  slow     read the request, wait --delay seconds, then answer 200 JSON: a
+           Glance-like member object to POST .../members, {"members": []}
+           to anything else
   garbage  read the request, answer bytes that are not HTTP, close
   error500 read the request, answer 500 with a JSON error body
   echo     answer 200 with {"method", "path", "headers"} of the request
@@ -18,9 +20,14 @@ With --cert/--key it speaks TLS (the handshake happens in the thread, so
 "hang" also covers a peer that completes TLS and then goes silent).
 Every accepted connection, request line and request header is appended to
 --events ("accept N", "request N METHOD PATH", "header N Name: value").
+In slow mode, "inflight N K" records that K requests (this one included)
+were being handled at once when connection N's request began its delay; a
+request stops counting just before its answer is sent, so a client that
+waits for an answer before its next call is never counted twice.
 """
 
 import argparse
+import datetime
 import json
 import socket
 import ssl
@@ -30,6 +37,17 @@ import time
 
 LOCK = threading.Lock()
 EVENTS = None
+IN_FLIGHT_LOCK = threading.Lock()  # not LOCK: event() takes that one
+IN_FLIGHT = 0
+
+
+def in_flight(delta):
+    """Add delta to the number of requests being handled; returns the new
+    number."""
+    global IN_FLIGHT
+    with IN_FLIGHT_LOCK:
+        IN_FLIGHT += delta
+        return IN_FLIGHT
 
 
 def event(line):
@@ -42,7 +60,7 @@ def event(line):
 
 def read_request(conn):
     """Read one request's headers (and a Content-Length body); returns
-    (method, path, headers) or None on EOF."""
+    (method, path, headers, body) or None on EOF."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
@@ -68,7 +86,23 @@ def read_request(conn):
         if not chunk:
             break
         rest += chunk
-    return method, path, headers
+    return method, path, headers, rest[:length]
+
+
+def slow_answer(method, path, body):
+    """What Glance answers: the member object to POST /v2/images/I/members
+    {"member": M}, a (here empty) member list to anything else."""
+    parts = path.split("?")[0].split("/")
+    if method == "POST" and len(parts) == 5 and parts[1:3] == ["v2", "images"] \
+            and parts[4] == "members":
+        try:
+            member = json.loads(body)["member"]
+        except (ValueError, KeyError, TypeError):
+            member = ""
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"image_id": parts[3], "member_id": member, "status": "pending",
+                "created_at": now, "updated_at": now, "schema": "/v2/schemas/member"}
+    return {"members": []}
 
 
 def respond(conn, status, reason, body, close=False):
@@ -95,7 +129,7 @@ def handle(raw, ctx, args, n):
             req = read_request(conn)
             if req is None:
                 return
-            method, path, headers = req
+            method, path, headers, body = req
             event("request %d %s %s" % (n, method, path))
             for name, value in headers:
                 event("header %d %s: %s" % (n, name, value))
@@ -104,8 +138,13 @@ def handle(raw, ctx, args, n):
                     pass
                 return
             if args.mode == "slow":
-                time.sleep(args.delay)
-                respond(conn, 200, "OK", {"members": []})
+                event("inflight %d %d" % (n, in_flight(+1)))
+                try:
+                    time.sleep(args.delay)
+                    answer = slow_answer(method, path, body)
+                finally:
+                    in_flight(-1)
+                respond(conn, 200, "OK", answer)
             elif args.mode == "garbage":
                 conn.sendall(b"THIS IS NOT HTTP\r\n\r\n\x00\x01\x02")
                 return

@@ -645,6 +645,12 @@ class BadUpstream:
     def requests_seen(self):
         return [line for line in read_text(self.events).splitlines() if line.startswith("request")]
 
+    def max_in_flight(self):
+        """slow mode: the most requests it was handling at the same time (0
+        before the first)."""
+        return max((int(line.split()[2]) for line in read_text(self.events).splitlines()
+                    if line.startswith("inflight ")), default=0)
+
     def request_headers(self):
         """[(name, value)] of the last request it received."""
         lines = read_text(self.events).splitlines()
