@@ -143,3 +143,25 @@ def test_grace_period_over_answers_503(make_gateway, bad_upstream, owner):
     assert r.status_code == 503, r.text
     assert "send the request again" in r.json()["error"]["message"]
     assert "grace period" in gw.log_text()
+
+
+def test_listen_on_ipv6_loopback(make_gateway, glance, owner, shared_image):
+    """[server] listen takes IPv6 as [::1]:port (SPEC section 4)."""
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+    except OSError:
+        import pytest
+        pytest.skip("no IPv6 loopback on this machine")
+    gw = make_gateway(listen="[::1]:%d" % port, start=False)
+    gw.write_conf()
+    gw.proc = harness.Proc(gw.name, [gw.binary, "-c", gw.conf_path], gw.log_path)
+    url = "http://[::1]:%d" % port
+    harness.wait_http_ok(url + "/healthcheck", gw.proc, 20, what="gateway on [::1]")
+    m = unique("m")
+    r = v1(url, "PUT", "/v1/images/%s/members/%s" % (shared_image, m), owner)
+    assert r.status_code == 204, r.text
+    assert m in glance.v2_members(shared_image, owner)
+    assert "client=::1:" in gw.access_log_text()
