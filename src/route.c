@@ -33,7 +33,7 @@ static const method_desc methods[] = {
 };
 
 enum { ID_IMAGE, ID_MEMBER };
-enum { ERR_EMPTY, ERR_LONG, ERR_CTRL, ERR_SLASH, ERR_ESCAPE, ERR_UTF8, ERR_COUNT };
+enum { ERR_EMPTY, ERR_LONG, ERR_CTRL, ERR_SLASH, ERR_ESCAPE, ERR_UTF8, ERR_RAW, ERR_COUNT };
 
 static const char *const id_errors[2][ERR_COUNT] = {
     [ID_IMAGE] = {
@@ -43,6 +43,7 @@ static const char *const id_errors[2][ERR_COUNT] = {
         [ERR_SLASH]  = "image id holds '/'",
         [ERR_ESCAPE] = "image id holds a malformed percent-escape",
         [ERR_UTF8]   = "image id is not valid UTF-8",
+        [ERR_RAW]    = "image id holds a raw '#' (a fragment is not part of a request target)",
     },
     [ID_MEMBER] = {
         [ERR_EMPTY]  = "member id is empty",
@@ -51,6 +52,7 @@ static const char *const id_errors[2][ERR_COUNT] = {
         [ERR_SLASH]  = "member id holds '/'",
         [ERR_ESCAPE] = "member id holds a malformed percent-escape",
         [ERR_UTF8]   = "member id is not valid UTF-8",
+        [ERR_RAW]    = "member id holds a raw '#' (a fragment is not part of a request target)",
     },
 };
 
@@ -121,6 +123,8 @@ static const char *take_id(const char *seg, size_t len, int which, char *dst)
 
     if (len == 0)
         return err[ERR_EMPTY];
+    if (memchr(seg, '#', len))
+        return err[ERR_RAW];      /* RFC 9112 3.2: no fragment in a request; %23 is fine */
     if (!escapes_ok(seg, len))
         return err[ERR_ESCAPE];
     long n = pct_decode(seg, len, dst, MB_ID_MAX + 1);

@@ -224,8 +224,13 @@ static void send_pending(mb_req *r)
             add_header(req, "Content-Type", "application/json");
         else
             add_header(req, "Content-Type", "text/plain");
-        if (req->method != htp_method_HEAD)
+        if (req->method != htp_method_HEAD) {
             evbuffer_add(req->buffer_out, p->body, p->body_len);
+        } else {
+            char cl[24];                 /* what a GET would have carried */
+            snprintf(cl, sizeof(cl), "%zu", p->body_len);
+            add_header(req, "Content-Length", cl);
+        }
     } else if (p->status == 204) {
         /* libevhtp adds Content-Length: 0 to every bodiless reply unless
          * the request is flagged chunked; a 204 must not carry it. */
@@ -670,15 +675,29 @@ static conn_node *node_of_parser(htparser *p)
     return c->hooks->on_headers_arg;
 }
 
-/* Offset just past the LF ending the request line (leading empty lines
- * are skipped, as the parser does), or 0 when it has not all arrived. */
+/* Offset just past the LF ending the request line, or 0 when it has not
+ * all arrived. (Leading empty lines were dropped before.) */
 static size_t request_line_end(const char *d, size_t len)
 {
-    size_t i = 0;
-    while (i < len && (d[i] == '\r' || d[i] == '\n'))
-        i++;
-    const char *lf = i < len ? memchr(d + i, '\n', len - i) : NULL;
+    const char *lf = memchr(d, '\n', len);
     return lf ? (size_t)(lf - d) + 1 : 0;
+}
+
+/* Why a request line d[0..len) (without its LF) is refused, or NULL. */
+static const char *request_line_refusal(const char *d, size_t len, int complete, int *status)
+{
+    size_t bytes = len;
+    if (bytes > 0 && d[bytes - 1] == '\r')
+        bytes--;                      /* the CR of CR LF (or, not yet complete, maybe) */
+    if (bytes > MAX_REQUEST_LINE) {
+        *status = 414;
+        return "request line longer than " MB_STR(MAX_REQUEST_LINE) " bytes";
+    }
+    if (complete && memchr(d, '\0', len)) {
+        *status = 400;
+        return "NUL in the request line";
+    }
+    return NULL;
 }
 
 /* Refuses the request: the reply goes out from the loop (on_deadline), and
@@ -707,7 +726,7 @@ size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t 
 {
     static htparser_run_fn real_run;
     conn_node *n;
-    const char *buf = data, *why = NULL;
+    const char *buf, *why = NULL;
     size_t held, total, done, line_end;
 
     if (real_run == NULL)
@@ -727,38 +746,62 @@ size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t 
         return real_run(p, hooks, data, len);
     }
 
+    /* Empty lines before a request line are ignored (RFC 9112 2.2); libevhtp
+     * would not answer the request behind them, so they are consumed here. */
+    size_t skip = 0;
+    if (n->held_len == 0) {
+        while (skip < len && (data[skip] == '\r' || data[skip] == '\n'))
+            skip++;
+        if (skip == len) {
+            real_run(p, hooks, data, 0);              /* clears the pause's error */
+            return len;
+        }
+    }
+    data += skip;
+    len -= skip;
+
     held = n->held_len;
     total = held + len;
     if (held > 0) {
         char *grown = realloc(n->held, total);
         if (grown == NULL)
-            return real_run(p, hooks, data, len);
+            return guard_refuse(n, 500, "out of memory", real_run, p, hooks, data, len) + skip;
         memcpy(grown + held, data, len);
         n->held = grown;
         n->held_len = total;
         buf = grown;
+    } else {
+        buf = data;
     }
     line_end = request_line_end(buf, total);
+    int status = 0;
+    why = request_line_refusal(buf, line_end ? line_end - 1 : total, line_end != 0, &status);
+    if (why)
+        return guard_refuse(n, status, why, real_run, p, hooks, data, len) + skip;
     if (line_end == 0) {
-        if (total > MAX_REQUEST_LINE)
-            return guard_refuse(n, 414, "request line longer than " MB_STR(MAX_REQUEST_LINE) " bytes",
-                                real_run, p, hooks, data, len);
         if (held == 0) {
             char *copy = malloc(len);
             if (copy == NULL)
-                return real_run(p, hooks, data, len);
+                return guard_refuse(n, 500, "out of memory", real_run, p, hooks, data, len) + skip;
             memcpy(copy, data, len);
             n->held = copy;
             n->held_len = len;
         }
         real_run(p, hooks, data, 0);                  /* clears the pause's error, parses nothing */
-        return len;                                   /* all "consumed": held */
+        return len + skip;                            /* all "consumed": held */
     }
     n->in_request_line = 0;
     n->in_headers = 1;
     memset(&n->scan, 0, sizeof(n->scan));
+    /* A new request starts with a fresh parser. libevhtp re-initialises it
+     * only between keep-alive requests it reads one at a time, not for a
+     * pipelined one, which then inherits the last message's flags: after a
+     * chunked body with a trailer section the next request was misparsed. */
+    void *conn = htparser_get_userdata(p);
+    htparser_init(p, htp_type_request);
+    htparser_set_userdata(p, conn);
     if (guard_scan(n, buf + line_end, total - line_end, &why) != 0)
-        return guard_refuse(n, 400, why, real_run, p, hooks, data, len);
+        return guard_refuse(n, 400, why, real_run, p, hooks, data, len) + skip;
     /* The hooks may free n (a reply that closes the connection): take the
      * held bytes off it first, and touch n no more. */
     char *own = held > 0 ? n->held : NULL;
@@ -766,7 +809,7 @@ size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t 
     n->held_len = 0;
     done = real_run(p, hooks, buf, total);
     free(own);
-    return done >= held ? done - held : 0;
+    return (done >= held ? done - held : 0) + skip;
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */

@@ -507,6 +507,15 @@ class TlsTerminator:
     def wrong_url(self):
         return "https://%s:%d" % (LOCAL, self.wrong_port)
 
+    # Glance is also served below this path prefix, as devstack serves it
+    # (the "location /image/" in _conf).
+    PREFIX = "/image"
+
+    @property
+    def prefix_url(self):
+        """https://127.0.0.1:port/image: Glance behind a path prefix."""
+        return self.url + self.PREFIX
+
     @property
     def access_log(self):
         return self.dir / "access.log"
@@ -533,6 +542,19 @@ class TlsTerminator:
         ssl_protocols TLSv1.2 TLSv1.3;
         location / {{
             proxy_pass http://glance;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_request_buffering off;
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+            proxy_send_timeout 300s;
+        }}
+        # Glance under a path prefix, as devstack serves it (https://host/image):
+        # nginx strips "/image" (proxy_pass with a URI), Glance sees /v2/...
+        # Keep in step with PREFIX.
+        location /image/ {{
+            proxy_pass http://glance/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;

@@ -236,6 +236,11 @@ START_TEST(ids_must_be_utf8)
     ck_assert_str_eq(r.image_id, "\xc3\xa9t\xc3\xa9");
     ck_assert_str_eq(r.member_id, "\xe2\x82\xac");
     ck_assert_int_eq(id_valid("\xff", 1), 0);
+    /* a raw '#' would be a fragment; "%23" is an id holding '#' */
+    ck_assert_int_eq(route_parse("PUT", "/v1/images/img/members/t5#frag", &r), -1);
+    ck_assert_ptr_nonnull(strstr(r.error, "raw '#'"));
+    ck_assert_int_eq(route_parse("PUT", "/v1/images/img/members/t5%23frag", &r), 0);
+    ck_assert_str_eq(r.member_id, "t5#frag");
     ck_assert_int_eq(id_valid("\xc3\xa9", 2), 1);
 }
 END_TEST
