@@ -316,6 +316,22 @@ static int check_url(const char *v, char *msg, size_t mlen)
         snprintf(msg, mlen, "the URL does not start with http:// or https://");
         goto out;
     }
+    /* curl reports an empty query, fragment or user name as absent: look
+     * at the text ("https://g?" would send every call to "/?/v2/...") */
+    const char *auth = strstr(v, "://") + 3;
+    size_t auth_len = strcspn(auth, "/?#");
+    if (memchr(auth, '@', auth_len) != NULL) {
+        snprintf(msg, mlen, "the URL must not hold a user name or password");
+        goto out;
+    }
+    if (strchr(v, '?') != NULL) {
+        snprintf(msg, mlen, "the URL must not have a query (?...)");
+        goto out;
+    }
+    if (strchr(v, '#') != NULL) {
+        snprintf(msg, mlen, "the URL must not have a fragment (#...)");
+        goto out;
+    }
     if ((rc = curl_url_set(u, CURLUPART_URL, v, 0)) != CURLUE_OK) {
         snprintf(msg, mlen, "not a valid URL (%s)", curl_url_strerror(rc));
         goto out;

@@ -225,6 +225,11 @@ static void job_issue(job *j, job_stage stage)
         body = reply_v2_add_json(o->member_id, &body_len);
     } else {
         method = stage == STAGE_DELETE ? "DELETE" : "GET";
+        if (id_is_dot_segment(o->member_id, strlen(o->member_id))) {
+            /* a proxy would turn .../members/.. into /v2/images/{i}/ */
+            job_fail_local(j, "this member id cannot be put in an upstream path");
+            return;
+        }
         path = member_path(x, o->member_id);
     }
     if (path == NULL || (stage == STAGE_ADD && body == NULL)) {
@@ -251,11 +256,15 @@ static void on_member_call(const mb_response *r, void *arg)
     if (stage == STAGE_ADD_CHECK) {
         /* A 413 to the POST, then: is it a member anyway? */
         int ok = r->xfer == XFER_HTTP && r->status == 200;
-        count_call(x, ok || (r->xfer == XFER_HTTP && r->status == 404));
-        if (ok)
+        int absent = r->xfer == XFER_HTTP && r->status == 404;
+        count_call(x, ok || absent);
+        if (ok) {
             o->done = 1;
-        else if (r->xfer != XFER_HTTP)
+        } else if (!absent) {
+            /* the check itself failed: report that (502/504), not the 413 */
             log_call_failure(x, "GET", o->member_id, r);
+            outcome_set(o, r);
+        }
         job_end(j);
         return;
     }
@@ -280,9 +289,10 @@ static void start_member_job(size_t idx, void *arg)
     job_issue(j, x->outcomes[idx].action == ACT_ADD ? STAGE_ADD : STAGE_DELETE);
 }
 
-static void members_all_done(void *arg)
+static int start_single(mb_exchange *x, int on_member, const char *method, mb_call_cb cb);
+
+static void members_finish(mb_exchange *x)
 {
-    mb_exchange *x = arg;
     int status = aggregate_status(x->outcomes, x->njobs);
     if (status == 204) {
         finish(x, 204, NULL, 0);
@@ -291,6 +301,44 @@ static void members_all_done(void *arg)
     size_t len = 0;
     char *body = aggregate_body(x->outcomes, x->njobs, &len);
     finish(x, status, body, len);
+}
+
+/* Replace: a DELETE answered 404 counts as done ("already gone"), but Glance
+ * also answers 404 for a member it lists and cannot address in a path (a
+ * non-ASCII id: its WSGI server decodes the path as Latin-1). One more list
+ * tells the two apart, so a member left in place is never reported done. */
+static void on_verify_list(const mb_response *r, void *arg)
+{
+    mb_exchange *x = arg;
+    x->single = NULL;
+    int ok = r->xfer == XFER_HTTP && r->status == 200;
+    count_call(x, ok);
+    mb_strset *still = ok ? strset_new() : NULL;
+    if (still != NULL && v2_parse_member_list(r->body, r->body_len, still) == 0) {
+        for (size_t i = 0; i < x->njobs; i++) {
+            mb_outcome *o = &x->outcomes[i];
+            if (o->action == ACT_DELETE && o->done && o->xfer == XFER_HTTP && o->http_status == 404
+                && strset_contains(still, o->member_id, strlen(o->member_id))) {
+                o->done = 0;
+                free(o->message);
+                o->message = strdup("the upstream answered 404 but still lists this member");
+            }
+        }
+    }
+    strset_free(still);
+    members_finish(x);
+}
+
+static void members_all_done(void *arg)
+{
+    mb_exchange *x = arg;
+    int any_404 = 0;
+    for (size_t i = 0; x->op == OP_REPLACE && i < x->njobs; i++)
+        any_404 |= x->outcomes[i].action == ACT_DELETE && x->outcomes[i].done
+                   && x->outcomes[i].xfer == XFER_HTTP && x->outcomes[i].http_status == 404;
+    if (any_404 && start_single(x, 0, "GET", on_verify_list) == 0)
+        return;
+    members_finish(x);
 }
 
 /* Allocates one job and one outcome per operation: adds from `add`, then
@@ -384,8 +432,10 @@ static void on_replace_list(const mb_response *r, void *arg)
     mb_exchange *x = arg;
     x->single = NULL;
     int ok = r->xfer == XFER_HTTP && r->status == 200;
-    count_call(x, ok);
-    if (!ok) {
+    /* an image that is not shared has no members (as for the v1 list) */
+    int not_shared = r->xfer == XFER_HTTP && r->status == 403;
+    count_call(x, ok || not_shared);
+    if (!ok && !not_shared) {
         log_call_failure(x, "GET", "members (for replace)", r);
         finish_single_failure(x, r, "could not list the current members");
         return;
@@ -397,7 +447,7 @@ static void on_replace_list(const mb_response *r, void *arg)
         finish_error(x, 500, "out of memory");
         return;
     }
-    if (v2_parse_member_list(r->body, r->body_len, x->current) != 0) {
+    if (ok && v2_parse_member_list(r->body, r->body_len, x->current) != 0) {
         log_error("%s: upstream member list is not a v2 member list", x->env.request_id);
         finish_error(x, 502, "the upstream's member list could not be read");
         return;

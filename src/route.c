@@ -33,7 +33,7 @@ static const method_desc methods[] = {
 };
 
 enum { ID_IMAGE, ID_MEMBER };
-enum { ERR_EMPTY, ERR_LONG, ERR_CTRL, ERR_SLASH, ERR_ESCAPE, ERR_UTF8, ERR_RAW, ERR_COUNT };
+enum { ERR_EMPTY, ERR_LONG, ERR_CTRL, ERR_SLASH, ERR_ESCAPE, ERR_UTF8, ERR_RAW, ERR_DOT, ERR_COUNT };
 
 static const char *const id_errors[2][ERR_COUNT] = {
     [ID_IMAGE] = {
@@ -44,6 +44,7 @@ static const char *const id_errors[2][ERR_COUNT] = {
         [ERR_ESCAPE] = "image id holds a malformed percent-escape",
         [ERR_UTF8]   = "image id is not valid UTF-8",
         [ERR_RAW]    = "image id holds a raw '#' (a fragment is not part of a request target)",
+        [ERR_DOT]    = "image id is '.' or '..'",
     },
     [ID_MEMBER] = {
         [ERR_EMPTY]  = "member id is empty",
@@ -53,6 +54,7 @@ static const char *const id_errors[2][ERR_COUNT] = {
         [ERR_ESCAPE] = "member id holds a malformed percent-escape",
         [ERR_UTF8]   = "member id is not valid UTF-8",
         [ERR_RAW]    = "member id holds a raw '#' (a fragment is not part of a request target)",
+        [ERR_DOT]    = "member id is '.' or '..'",
     },
 };
 
@@ -103,9 +105,18 @@ long pct_decode(const char *src, size_t len, char *dst, size_t dstcap)
     return (long)o;
 }
 
+/* "." and "..": a dot-segment. Percent-encoding does not protect it: a
+ * proxy in front of Glance (nginx "proxy_pass http://glance/;", the devstack
+ * layout) removes "/members/.." from the path whether it is sent as ".." or
+ * "%2E%2E", and the call lands on /v2/images/{i}/. */
+int id_is_dot_segment(const char *id, size_t len)
+{
+    return (len == 1 && id[0] == '.') || (len == 2 && id[0] == '.' && id[1] == '.');
+}
+
 int id_valid(const char *id, size_t len)
 {
-    if (len == 0 || len > MB_ID_MAX)
+    if (len == 0 || len > MB_ID_MAX || id_is_dot_segment(id, len))
         return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)id[i];
@@ -141,6 +152,8 @@ static const char *take_id(const char *seg, size_t len, int which, char *dst)
     }
     if (!utf8_valid((const unsigned char *)dst, (size_t)n))
         return err[ERR_UTF8];
+    if (id_is_dot_segment(dst, (size_t)n))
+        return err[ERR_DOT];
     return NULL;
 }
 

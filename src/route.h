@@ -44,8 +44,11 @@ typedef struct {
 int route_parse(const char *method, const char *path, mb_route *out);
 
 /* 1 when id[0..len) is a valid v1 id: 1..255 bytes, no byte < 0x20 or
- * 0x7f, no '/', valid UTF-8. (CR, LF, NUL are control characters.) */
+ * 0x7f, no '/', valid UTF-8, not "." or "..". (CR, LF, NUL are control
+ * characters.) */
 int id_valid(const char *id, size_t len);
+/* 1 when id[0..len) is "." or "..", which no upstream path can carry. */
+int id_is_dot_segment(const char *id, size_t len);
 
 /* Percent-decodes src[0..len) into dst (capacity dstcap, NUL-terminated).
  * Returns the decoded length, or -1 on a malformed escape or overflow. */

@@ -73,6 +73,7 @@ struct mb_call {
     char               *buf;         /* response body, NUL-terminated */
     size_t              len, cap;
     int                 too_big;     /* response exceeded max_response_bytes */
+    int                 headers_done; /* the last header block ended with its empty line */
     int                 attempts;
     struct timespec     started;
     mb_response         resp;
@@ -246,6 +247,20 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* CURLOPT_HEADERFUNCTION: libcurl 7.88 reports CURLE_OK for a response cut
+ * inside its header block; remember whether the block was complete. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    mb_call *call = userp;
+    size_t n = size * nmemb;
+
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+        call->headers_done = 0;          /* a new (maybe interim 1xx) response */
+    else if ((n == 2 && data[0] == '\r' && data[1] == '\n') || (n == 1 && data[0] == '\n'))
+        call->headers_done = 1;
+    return n;
+}
+
 /* ---- call lifetime ----------------------------------------------------------- */
 
 /* The only place a call's resources are freed. */
@@ -317,6 +332,7 @@ static int call_start_attempt(mb_call *call)
     if (call->buf)
         call->buf[0] = '\0';
     call->too_big = 0;
+    call->headers_done = 0;
     call->errbuf[0] = '\0';
 
     log_debug("upstream: %s %s attempt %d", call->method, call->path, call->attempts);
@@ -525,7 +541,10 @@ static void call_finished(mb_call *call, CURLcode rc)
     if (rc == CURLE_OK) {
         long status = 0;
         curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
-        if (status < 100 || status > 999) {
+        if (!call->headers_done) {
+            snprintf(call->msg, sizeof(call->msg), "upstream response ended inside its headers");
+            call_complete(call, XFER_BAD_RESPONSE, 0, call->msg);
+        } else if (status < 100 || status > 999) {
             snprintf(call->msg, sizeof(call->msg), "upstream sent an invalid status (%ld)", status);
             call_complete(call, XFER_BAD_RESPONSE, 0, call->msg);
         } else {
@@ -672,6 +691,8 @@ static CURLcode call_setup(mb_call *call, const mb_request *req)
     SET(CURLOPT_ERRORBUFFER, call->errbuf);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, (void *)call);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, (void *)call);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(o->max_response_bytes > (uint64_t)INT64_MAX ? INT64_MAX : o->max_response_bytes));
     if (o->insecure) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);

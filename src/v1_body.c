@@ -152,7 +152,7 @@ static int set_entry_id(v1_body *b, const unsigned char *str, size_t len)
 {
     if (!id_valid((const char *)str, len))
         return fail(b, 400, "%s[%zu]: member_id is not a valid id "
-                    "(1 to %d bytes, no control characters, no '/')",
+                    "(1 to %d bytes, no control characters, no '/', not '.' or '..')",
                     list_name(b), b->entry_index, MB_ID_MAX);
     char *copy = malloc(len + 1);
     if (copy == NULL)

@@ -1,6 +1,8 @@
 """Each v1 membership route as the image owner, checked directly in Glance v2
 (SPEC section 1)."""
 
+import pytest
+
 from harness import unique, v1
 
 
@@ -285,3 +287,32 @@ def test_shared_images_over_max_per_request_is_413(make_gateway, glance):
     r = v1(gw.url, "GET", "/v1/shared-images/%s" % m, owner)
     assert r.status_code == 413, r.text
     assert "max_per_request" in r.json()["error"]["message"]
+
+
+def test_replace_with_empty_list_on_private_image_is_204(gateway, glance, owner):
+    """A private image has no members (v1 list says []), so replacing them
+    with none is done; adding one is the upstream's 403 with results."""
+    image = glance.create_image(owner, "private")
+    r = v1(gateway.url, "PUT", "/v1/images/%s/members" % image, owner, body={"memberships": []})
+    assert r.status_code == 204, r.text
+    r = v1(gateway.url, "PUT", "/v1/images/%s/members" % image, owner,
+           body={"memberships": [{"member_id": unique("m")}]})
+    assert r.status_code == 403, r.text
+    assert r.json()["results"][0]["done"] is False
+
+
+# percent-encoded: an HTTP client library resolves a literal ".." itself
+# (the literal forms are refused too: tests/unit/test_route.c)
+@pytest.mark.parametrize("member", ["%2E%2E", "%2E", "%2e."])
+def test_dot_segment_ids_are_refused(gateway, glance, owner, shared_image, member):
+    """A proxy in front of the upstream resolves ".." in a path even when
+    percent-encoded: such ids never go upstream."""
+    keep = unique("keep")
+    glance.add_v2_member(shared_image, owner, keep)
+    for method in ("PUT", "DELETE"):
+        r = v1(gateway.url, method, "/v1/images/%s/members/%s" % (shared_image, member), owner)
+        assert_json_error(r, 400)
+    r = v1(gateway.url, "PUT", "/v1/images/%s/members/%s" % (shared_image, unique("m")), owner,
+           body={"members": [{"member_id": ".."}]})
+    assert_json_error(r, 400)
+    assert glance.v2_members(shared_image, owner) == {keep}

@@ -124,11 +124,15 @@ START_TEST(percent_decoding_in_ids)
     parse_ok("GET", "/v1/images/a+b%25/members");
     ck_assert_str_eq(r.image_id, "a+b%");  /* '+' is not a space in a path */
 
-    /* ".." and "." are ids like any other: they are encoded again upstream */
-    parse_ok("DELETE", "/v1/images/../members/.");
-    ck_assert_str_eq(r.image_id, "..");
-    ck_assert_str_eq(r.member_id, ".");
-    ck_assert_int_eq(r.op, OP_REMOVE);
+    /* "." and ".." are refused: percent-encoding does not keep a proxy in
+     * front of the upstream from resolving them as dot-segments */
+    ck_assert_int_eq(route_parse("DELETE", "/v1/images/../members/t1", &r), -1);
+    ck_assert_int_eq(route_parse("DELETE", "/v1/images/img/members/.", &r), -1);
+    ck_assert_int_eq(route_parse("DELETE", "/v1/images/img/members/%2E%2E", &r), -1);
+    parse_ok("DELETE", "/v1/images/img/members/...");
+    ck_assert_str_eq(r.member_id, "...");
+    parse_ok("DELETE", "/v1/images/img/members/.a");
+    ck_assert_str_eq(r.member_id, ".a");
 }
 END_TEST
 
@@ -216,7 +220,9 @@ START_TEST(id_valid_rules)
     ck_assert_int_eq(id_valid("a\x7f", 2), 0);
     ck_assert_int_eq(id_valid("a\x1f", 2), 0);
     ck_assert_int_eq(id_valid("\xC3\xA9", 2), 1);
-    ck_assert_int_eq(id_valid("..", 2), 1);
+    ck_assert_int_eq(id_valid("..", 2), 0);
+    ck_assert_int_eq(id_valid(".", 1), 0);
+    ck_assert_int_eq(id_valid("...", 3), 1);
     ck_assert_int_eq(id_valid("a b", 3), 1);
 }
 END_TEST

@@ -491,7 +491,12 @@ START_TEST(test_specific_messages)
     body = "{\"memberships\":[{\"member_id\":\"a\"},{\"member_id\":\"\"}]}";
     parse_chunked(REP, 10, NULL, body, strlen(body), 5, &o);
     ck_assert_str_eq(o.error, "memberships[1]: member_id is not a valid id "
-                              "(1 to 255 bytes, no control characters, no '/')");
+                              "(1 to 255 bytes, no control characters, no '/', not '.' or '..')");
+    outcome_free(&o);
+
+    body = "{\"members\":[{\"member_id\":\"..\"}]}";
+    parse_chunked(ADD, 10, "t1", body, strlen(body), 3, &o);
+    ck_assert_int_eq(o.status, 400);
     outcome_free(&o);
 }
 END_TEST
