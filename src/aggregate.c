@@ -86,15 +86,8 @@ char *aggregate_body(const mb_outcome *o, size_t n, size_t *len)
     if (g == NULL)
         return NULL;
     GEN(yajl_gen_map_open(g));
-    GEN(reply_gen_key(g, "error"));
-    GEN(yajl_gen_map_open(g));
-    GEN(reply_gen_key(g, "code"));
-    GEN(yajl_gen_integer(g, code));
-    GEN(reply_gen_key(g, "title"));
-    GEN(reply_gen_key(g, reply_status_title(code)));
-    GEN(reply_gen_key(g, "message"));
-    GEN(reply_gen_key(g, summary));
-    GEN(yajl_gen_map_close(g));
+    if (reply_gen_error(g, code, summary) != 0)
+        goto out;
     GEN(reply_gen_key(g, "results"));
     GEN(yajl_gen_array_open(g));
     for (size_t i = 0; i < n; i++) {

@@ -118,15 +118,10 @@ yajl_gen_status reply_gen_key(yajl_gen g, const char *key)
     return yajl_gen_string(g, (const unsigned char *)key, strlen(key));
 }
 
-char *reply_error_json(int code, const char *message, size_t *len)
+int reply_gen_error(yajl_gen g, int code, const char *message)
 {
-    char *res = NULL;
-    yajl_gen g = reply_gen_new();
-    if (g == NULL)
-        return NULL;
     if (message == NULL)
         message = reply_status_title(code);
-    GEN(yajl_gen_map_open(g));
     GEN(reply_gen_key(g, "error"));
     GEN(yajl_gen_map_open(g));
     GEN(reply_gen_key(g, "code"));
@@ -136,6 +131,20 @@ char *reply_error_json(int code, const char *message, size_t *len)
     GEN(reply_gen_key(g, "message"));
     GEN_TEXT(g, message);
     GEN(yajl_gen_map_close(g));
+    return 0;
+out:
+    return -1;
+}
+
+char *reply_error_json(int code, const char *message, size_t *len)
+{
+    char *res = NULL;
+    yajl_gen g = reply_gen_new();
+    if (g == NULL)
+        return NULL;
+    GEN(yajl_gen_map_open(g));
+    if (reply_gen_error(g, code, message) != 0)
+        goto out;
     GEN(yajl_gen_map_close(g));
     res = reply_gen_take(g, len);
 out:

@@ -41,5 +41,8 @@ int reply_gen_text(yajl_gen g, const char *s, size_t len);
 yajl_gen        reply_gen_new(void);
 yajl_gen_status reply_gen_key(yajl_gen g, const char *key);
 char           *reply_gen_take(yajl_gen g, size_t *len);
+/* Writes the key "error" and {"code", "title", "message"} into the open map
+ * of g (message NULL: the title). Returns 0, or -1 when yajl fails. */
+int             reply_gen_error(yajl_gen g, int code, const char *message);
 
 #endif
