@@ -16,6 +16,8 @@ int aggregate_http_done(mb_action action, int http_status)
 {
     if (action == ACT_ADD)
         return http_status == 200 || http_status == 201 || http_status == 409;
+    if (action == ACT_ACCEPT)
+        return http_status >= 200 && http_status <= 299;
     return http_status == 204 || http_status == 404;
 }
 
@@ -36,7 +38,7 @@ int aggregate_failure_status(const mb_outcome *o)
 int aggregate_status(const mb_outcome *o, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!o[i].done)
+        if (!o[i].done && !o[i].skipped)
             return aggregate_failure_status(&o[i]);
     return 204;
 }
@@ -75,12 +77,14 @@ static const char *result_message(const mb_outcome *o)
 char *aggregate_body(const mb_outcome *o, size_t n, size_t *len)
 {
     char *res = NULL;
-    size_t failed = 0;
-    for (size_t i = 0; i < n; i++)
-        failed += !o[i].done;
+    size_t failed = 0, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        failed += !o[i].done && !o[i].skipped;
+        total += !o[i].skipped;
+    }
     int code = aggregate_status(o, n);
     char summary[96];
-    snprintf(summary, sizeof(summary), "%zu of %zu member operations failed", failed, n);
+    snprintf(summary, sizeof(summary), "%zu of %zu member operations failed", failed, total);
 
     yajl_gen g = reply_gen_new();
     if (g == NULL)
@@ -91,12 +95,17 @@ char *aggregate_body(const mb_outcome *o, size_t n, size_t *len)
     GEN(reply_gen_key(g, "results"));
     GEN(yajl_gen_array_open(g));
     for (size_t i = 0; i < n; i++) {
+        static const char *const actions[] = {
+            [ACT_ADD] = "add", [ACT_DELETE] = "delete", [ACT_ACCEPT] = "accept",
+        };
         const char *msg = result_message(&o[i]);
+        if (o[i].skipped)
+            continue;
         GEN(yajl_gen_map_open(g));
         GEN(reply_gen_key(g, "member_id"));
         GEN_TEXT(g, o[i].member_id != NULL ? o[i].member_id : "");
         GEN(reply_gen_key(g, "action"));
-        GEN(reply_gen_key(g, o[i].action == ACT_ADD ? "add" : "delete"));
+        GEN(reply_gen_key(g, actions[o[i].action]));
         GEN(reply_gen_key(g, "status"));
         GEN(yajl_gen_integer(g, result_status(&o[i])));
         GEN(reply_gen_key(g, "done"));

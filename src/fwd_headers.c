@@ -122,12 +122,28 @@ static void put_line(char **lines, size_t *k, char **pos, const char *name, size
     *pos = p;
 }
 
-char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id, int json_body)
+/* The lines every block ends with: Content-Type (unless NULL), "Expect:"
+ * (stops libcurl's 100-continue), the NULL. Room for them is counted by
+ * END_BYTES. */
+#define END_BYTES(content_type) \
+    (sizeof("Content-Type") + 2 + ((content_type) ? strlen(content_type) : 0) + 1 + sizeof("Expect:"))
+
+static char **end_block(char **lines, size_t k, char *pos, const char *content_type)
+{
+    static const char ctype[] = "Content-Type", expect[] = "Expect:";
+    if (content_type != NULL)
+        put_line(lines, &k, &pos, ctype, sizeof(ctype) - 1, content_type, strlen(content_type));
+    lines[k++] = pos;
+    memcpy(pos, expect, sizeof(expect));
+    lines[k] = NULL;
+    return lines;
+}
+
+char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id,
+                         const char *content_type)
 {
     static const char accept[] = "Accept", accept_v[] = "application/json";
-    static const char ctype[] = "Content-Type";
     static const char reqid[] = "X-Openstack-Request-Id";
-    static const char expect[] = "Expect:";
     size_t nlines = 0, bytes = 0, k = 0;
     int have_accept = 0;
 
@@ -144,8 +160,7 @@ char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id, i
     nlines += 4;  /* request id, Accept, Content-Type, Expect */
     bytes += sizeof(reqid) + 2 + strlen(request_id) + 1
            + sizeof(accept) + 2 + sizeof(accept_v) + 1
-           + sizeof(ctype) + 2 + sizeof(accept_v) + 1
-           + sizeof(expect);
+           + END_BYTES(content_type);
 
     char **lines = malloc((nlines + 1) * sizeof(char *) + bytes);
     if (lines == NULL)
@@ -158,10 +173,27 @@ char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id, i
     put_line(lines, &k, &pos, reqid, sizeof(reqid) - 1, request_id, strlen(request_id));
     if (!have_accept)
         put_line(lines, &k, &pos, accept, sizeof(accept) - 1, accept_v, sizeof(accept_v) - 1);
-    if (json_body)
-        put_line(lines, &k, &pos, ctype, sizeof(ctype) - 1, accept_v, sizeof(accept_v) - 1);
-    lines[k++] = pos;
-    memcpy(pos, expect, sizeof(expect));
-    lines[k] = NULL;
-    return lines;
+    return end_block(lines, k, pos, content_type);
+}
+
+char **fwd_headers_service(const char *token, const char *request_id, const char *content_type)
+{
+    static const char tok[] = "X-Auth-Token", reqid[] = "X-Openstack-Request-Id";
+    static const char accept[] = "Accept", accept_v[] = "application/json";
+    size_t k = 0;
+
+    if (request_id == NULL)
+        request_id = "";
+    size_t bytes = sizeof(tok) + 2 + strlen(token) + 1
+                 + sizeof(reqid) + 2 + strlen(request_id) + 1
+                 + sizeof(accept) + 2 + sizeof(accept_v) + 1
+                 + END_BYTES(content_type);
+    char **lines = malloc(6 * sizeof(char *) + bytes);
+    if (lines == NULL)
+        return NULL;
+    char *pos = (char *)(lines + 6);
+    put_line(lines, &k, &pos, tok, sizeof(tok) - 1, token, strlen(token));
+    put_line(lines, &k, &pos, reqid, sizeof(reqid) - 1, request_id, strlen(request_id));
+    put_line(lines, &k, &pos, accept, sizeof(accept) - 1, accept_v, sizeof(accept_v) - 1);
+    return end_block(lines, k, pos, content_type);
 }

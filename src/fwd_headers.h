@@ -25,9 +25,18 @@ int  fwd_header_is_dropped(const char *name, size_t nlen);
 /* The header lines for one upstream call: the client's end-to-end headers
  * h[0..n) as "Name: value", then "X-Openstack-Request-Id: <request_id>",
  * "Accept: application/json" when the client sent no Accept,
- * "Content-Type: application/json" when json_body, and "Expect:" (stops
+ * "Content-Type: <content_type>" unless it is NULL, and "Expect:" (stops
  * libcurl's 100-continue). NULL-terminated, one malloc'd block; free with
  * free(). NULL when out of memory. */
-char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id, int json_body);
+char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id,
+                         const char *content_type);
+
+/* The header lines for a call made with the gateway's own token (SPEC
+ * section 3): only "X-Auth-Token: <token>", the request id, "Accept:
+ * application/json", "Content-Type: <content_type>" unless NULL, and
+ * "Expect:"; never the client's token or identity headers. token must hold
+ * no CR, LF or NUL. Same block form as fwd_headers_build. The block holds
+ * the token: wipe it (explicit_bzero) before free when that matters. */
+char **fwd_headers_service(const char *token, const char *request_id, const char *content_type);
 
 #endif

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "mb_conf.h"
 #include "server.h"
+#include "svc_auth.h"
 #include "upstream.h"
 
 #define DEFAULT_CONFIG        "/etc/memberbridge/memberbridge.conf"
@@ -88,6 +89,7 @@ static int run(const mb_conf *conf)
 {
     app a = { .grace_seconds = 0 };
     mb_upstream *up = NULL;
+    mb_svc_auth *svc = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     int rc = 1;
     mb_upstream_opts opts = {
@@ -113,7 +115,17 @@ static int run(const mb_conf *conf)
         log_warning("[upstream] insecure = true: the upstream's TLS certificate is NOT verified");
     if ((up = upstream_new(a.base, &opts)) == NULL)
         goto out;
-    if ((a.server = server_new(a.base, conf, up)) == NULL) {
+    if (conf->members.accept) {
+        if ((svc = svc_auth_new(a.base, conf)) == NULL)
+            goto out;
+        log_info("[members] accept = true: added members are accepted as Keystone user %s "
+                 "(project %s) at %s", conf->service_auth.username,
+                 conf->service_auth.project_name, conf->service_auth.auth_url);
+    }
+    if (conf->members.share_private_images)
+        log_info("[members] share_private_images = true: private images are made shared "
+                 "when members are added");
+    if ((a.server = server_new(a.base, conf, up, svc)) == NULL) {
         log_error("cannot create the HTTP server");
         goto out;
     }
@@ -133,6 +145,8 @@ static int run(const mb_conf *conf)
 
 out:
     server_free(a.server);      /* closes connections, cancels their calls */
+    if (svc)
+        svc_auth_free(svc);
     upstream_free(up);
     if (sigterm)
         event_free(sigterm);

@@ -87,15 +87,15 @@ static const conf_key keys[] = {
     NUM("members", "concurrency", T_INT, members.concurrency, "16", 1, 1000),
     NUM("members", "max_per_request", T_LONG, members.max_per_request, "10000", 1, 1000000),
     ENUM("members", "can_share", members.can_share, "ignore", can_share_names),
-    LATER("members", "accept", T_BOOL, members.accept, "false", 0, 0, 0, NULL),
-    LATER("members", "share_private_images", T_BOOL, members.share_private_images, "false", 0, 0, 0, NULL),
+    KEY("members", "accept", T_BOOL, members.accept, "false"),
+    KEY("members", "share_private_images", T_BOOL, members.share_private_images, "false"),
 
     ENUM("log", "level", log.level, "info", level_names),
     KEY("log", "access_log", T_ACCESS_LOG, log.access_log, "-"),
 
     LATER("admin", "listen", T_STR, admin.listen, NULL, 0, 0, 0, NULL),
 
-    KEY("service_auth", "auth_url", T_STR, service_auth.auth_url, NULL),
+    KEY("service_auth", "auth_url", T_URL, service_auth.auth_url, NULL),
     KEY("service_auth", "username", T_STR, service_auth.username, NULL),
     KEY("service_auth", "password", T_STR, service_auth.password, NULL),
     KEY("service_auth", "user_domain_name", T_STR, service_auth.user_domain_name, "Default"),
@@ -113,6 +113,7 @@ typedef struct {
     char       *text;           /* the whole file, NUL-terminated */
     size_t      len, pos;       /* reader position in text */
     int         lineno;         /* the line last handed to inih */
+    mode_t      mode;           /* the file's permission bits */
     int         seen[NKEYS];    /* line where each key was set; 0: not set */
     int         err_line;       /* line of the first error; -1: whole file */
     char       *err;
@@ -417,6 +418,8 @@ static int set_value(mb_conf *c, const conf_key *k, const char *v, char *msg, si
         }
         return set_string(f, v, msg, mlen);
     case T_URL: {
+        if (*v == '\0' && !k->required)
+            return set_string(f, v, msg, mlen);   /* unset */
         if (check_url(v, msg, mlen) != 0 || set_string(f, v, msg, mlen) != 0)
             return -1;
         char *s = *(char **)f;
@@ -469,6 +472,8 @@ void conf_free(mb_conf *c)
     for (size_t i = 0; i < NKEYS; i++) {
         if (is_string_type(keys[i].type)) {
             char **s = field(c, &keys[i]);
+            if (*s != NULL && s == &c->service_auth.password)
+                explicit_bzero(*s, strlen(*s));
             free(*s);
             *s = NULL;
         }
@@ -629,6 +634,9 @@ static int read_file(conf_ctx *x)
         fail(x, 0, "cannot open: %s", strerror(errno));
         return -1;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0)
+        x->mode = st.st_mode;
     x->text = malloc(cap + 1);
     while (x->text != NULL) {
         n = fread(x->text + x->len, 1, cap - x->len, f);
@@ -637,9 +645,12 @@ static int read_file(conf_ctx *x)
             break;
         if (cap > CONF_FILE_MAX)
             break;
-        char *t = realloc(x->text, cap * 2 + 1);
+        char *t = malloc(cap * 2 + 1);   /* not realloc: the old block is wiped */
+        if (t != NULL)
+            memcpy(t, x->text, x->len);
+        explicit_bzero(x->text, x->len);
+        free(x->text);
         if (t == NULL) {
-            free(x->text);
             x->text = NULL;
             break;
         }
@@ -656,6 +667,44 @@ static int read_file(conf_ctx *x)
         x->text[x->len] = '\0';
     fclose(f);
     return x->err_line != 0 ? -1 : 0;
+}
+
+/* [service_auth]: complete when [members] accept needs it; a file holding
+ * its password must not be readable by every user. */
+static void check_service_auth(conf_ctx *x)
+{
+    const mb_conf *c = x->c;
+    const char *missing[6];
+    size_t n = 0;
+    char list[128] = "";
+
+    if (c->service_auth.password != NULL && (x->mode & S_IROTH)) {
+        fail(x, 0, "holds [service_auth] password but every user may read it (mode %04o): "
+             "chmod o-r the file", (unsigned)(x->mode & 07777));
+        return;
+    }
+    if (!c->members.accept)
+        return;
+    if (c->service_auth.auth_url == NULL)
+        missing[n++] = "auth_url";
+    if (c->service_auth.username == NULL)
+        missing[n++] = "username";
+    if (c->service_auth.password == NULL)
+        missing[n++] = "password";
+    if (c->service_auth.project_name == NULL)
+        missing[n++] = "project_name";
+    if (c->service_auth.user_domain_name == NULL)
+        missing[n++] = "user_domain_name";
+    if (c->service_auth.project_domain_name == NULL)
+        missing[n++] = "project_domain_name";
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
+        strncat(list, missing[i], sizeof(list) - strlen(list) - 1);
+    }
+    fail(x, 0, "[members] accept = true needs the gateway's own Keystone credentials: "
+         "set [service_auth] %s", list);
 }
 
 /* Whole-file checks after the last line. */
@@ -682,6 +731,8 @@ static void check_whole(conf_ctx *x)
         fail(x, 0, "[upstream] client_cert_file and client_key_file must be set together");
     else if ((c->server.tls_cert_file == NULL) != (c->server.tls_key_file == NULL))
         fail(x, 0, "[server] tls_cert_file and tls_key_file must be set together");
+    else
+        check_service_auth(x);
 }
 
 int conf_load(mb_conf *c, const char *path, char *err, size_t errlen)
@@ -705,6 +756,8 @@ int conf_load(mb_conf *c, const char *path, char *err, size_t errlen)
     if (x.err_line == 0)
         check_whole(&x);
 out:
+    if (x.text)
+        explicit_bzero(x.text, x.len);   /* it may hold the service password */
     free(x.text);
     return x.err_line != 0 ? -1 : 0;
 }

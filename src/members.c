@@ -6,7 +6,15 @@
  * job ends, finish() builds the v1 reply (aggregate.c, reply.c), hands it
  * to the caller and frees the exchange: that is the only place it is freed,
  * apart from members_cancel(), which cancels the calls first so no callback
- * can run afterwards. */
+ * can run afterwards.
+ *
+ * A member to add is one job with up to two outcomes: the add (POST with the
+ * caller's headers) and, with [members] accept, the accept (PUT status
+ * accepted with the gateway's own token from svc_auth; one new token and
+ * one more try after a 401). With [members] share_private_images, the first
+ * add refused 403 makes the exchange look at the image once: a private one
+ * is made shared with the caller's token, and the adds that were refused
+ * meanwhile are sent again (once each). */
 #include "members.h"
 
 #include <stdio.h>
@@ -16,6 +24,7 @@
 
 #include "aggregate.h"
 #include "fanout.h"
+#include "fwd_headers.h"
 #include "log.h"
 #include "plan.h"
 #include "reply.h"
@@ -25,20 +34,41 @@
 #define ERROR_MESSAGE_MAX   300
 #define SHARED_PAGE_LIMIT   200     /* images asked for per page */
 #define SHARED_MAX_PAGES    1000    /* bound on pagination */
+#define NO_ACCEPT           ((size_t)-1)
+#define ACCEPT_BODY         "{\"status\": \"accepted\"}"
+#define PATCH_TYPE          "application/openstack-images-v2.1-json-patch"
+#define SHARE_PATCH_BODY    "[{\"op\": \"replace\", \"path\": \"/visibility\", \"value\": \"shared\"}]"
 
 typedef enum {
     STAGE_IDLE = 0,
     STAGE_ADD,          /* POST .../members */
     STAGE_ADD_CHECK,    /* GET .../members/{m} after a 413 */
     STAGE_DELETE,       /* DELETE .../members/{m} */
+    STAGE_SHARE_WAIT,   /* add refused 403: waiting for the image to be made shared */
+    STAGE_TOKEN_WAIT,   /* waiting for the gateway's service token */
+    STAGE_ACCEPT,       /* PUT .../members/{m} {"status": "accepted"} */
     STAGE_SHARED_CHECK  /* GET /v2/images/{i}/members/{member} */
 } job_stage;
 
+/* share_private_images: what the exchange knows about its image. */
+typedef enum {
+    SHARE_UNKNOWN = 0,  /* not looked at */
+    SHARE_RUNNING,      /* GET image / PATCH visibility in flight */
+    SHARE_MADE,         /* it was private and is shared now: send refused adds again */
+    SHARE_NOT_PRIVATE,  /* not private (or not visible): the 403s stand */
+    SHARE_FAILED        /* the look or the change failed: x->share_fail says how */
+} share_state;
+
 typedef struct {
     struct mb_exchange *x;
-    size_t              idx;
+    size_t              idx;       /* its (first) outcome */
+    size_t              acc;       /* its accept outcome, or NO_ACCEPT */
     job_stage           stage;
     mb_call            *call;      /* in flight, or NULL */
+    mb_svc_wait        *wait;      /* waiting for a service token, or NULL */
+    char               *token;     /* the service token its accept call used */
+    unsigned            reposted : 1;     /* the add was sent again after sharing */
+    unsigned            auth_retried : 1; /* the accept got a new token after a 401 */
 } job;
 
 struct mb_exchange {
@@ -46,20 +76,27 @@ struct mb_exchange {
     mb_op_kind       op;
     char            *image_enc;    /* percent-encoded image id */
     char            *member_enc;   /* percent-encoded path member id */
+    const char      *image_id;     /* route image id (copy below), for log lines */
+    char             image_buf[MB_ID_MAX + 1];
     const char      *member_id;    /* route member id (copy below) */
     char             member_buf[MB_ID_MAX + 1];
 
     mb_strset       *members;      /* add: to add; replace: desired */
     mb_strset       *current;      /* replace: current members; shared: image ids */
     mb_strset       *to_add, *to_delete;
+    mb_strset       *to_accept;    /* replace with accept: kept, not accepted yet */
 
-    mb_outcome      *outcomes;     /* one per job (add/replace) */
+    mb_outcome      *outcomes;     /* add/replace: one per member operation */
+    size_t           noutcomes;
     unsigned char   *present;      /* shared images: member row exists */
     job             *jobs;
     size_t           njobs;
     mb_fanout        fan;
 
     mb_call         *single;       /* the one call of a single-step stage */
+    mb_call         *share_call;   /* share_private_images: GET image / PATCH */
+    share_state      share;
+    mb_outcome       share_fail;   /* SHARE_FAILED: how */
     size_t           pages;
     mb_outcome       fail;         /* shared images: first failed check */
     int              failed_any;
@@ -87,15 +124,23 @@ static void exchange_free(mb_exchange *x)
         return;
     if (x->single)
         upstream_cancel(x->single);
-    for (size_t i = 0; i < x->njobs; i++) {
-        if (x->jobs[i].call)
-            upstream_cancel(x->jobs[i].call);
+    if (x->share_call)
+        upstream_cancel(x->share_call);
+    for (size_t i = 0; x->jobs != NULL && i < x->njobs; i++) {
+        job *j = &x->jobs[i];
+        if (j->call)
+            upstream_cancel(j->call);
+        if (j->wait)
+            svc_auth_cancel(j->wait);
+        if (j->token) {
+            explicit_bzero(j->token, strlen(j->token));
+            free(j->token);
+        }
     }
-    if (x->outcomes) {
-        for (size_t i = 0; i < x->njobs; i++)
-            free(x->outcomes[i].message);
-    }
+    for (size_t i = 0; x->outcomes != NULL && i < x->noutcomes; i++)
+        free(x->outcomes[i].message);
     free(x->fail.message);
+    free(x->share_fail.message);
     free(x->outcomes);
     free(x->present);
     free(x->jobs);
@@ -103,6 +148,7 @@ static void exchange_free(mb_exchange *x)
     strset_free(x->current);
     strset_free(x->to_add);
     strset_free(x->to_delete);
+    strset_free(x->to_accept);
     free(x->image_enc);
     free(x->member_enc);
     free(x);
@@ -190,24 +236,34 @@ static char *member_path(const mb_exchange *x, const char *member_id)
     return path;
 }
 
-/* ---- member jobs: add (with the 413 check), delete --------------------- */
+/* ---- member jobs: add (413 check, sharing, accept), delete, accept ------- */
 
 static void job_end(job *j)
 {
     j->stage = STAGE_IDLE;
+    if (j->token) {
+        explicit_bzero(j->token, strlen(j->token));
+        free(j->token);
+        j->token = NULL;
+    }
     fanout_job_done(&j->x->fan);   /* may free the exchange */
 }
 
-static void job_fail_local(job *j, const char *message)
+/* Fails outcome k of the job without an upstream call (and ends the job). */
+static void job_fail_local(job *j, size_t k, const char *message)
 {
-    mb_outcome *o = &j->x->outcomes[j->idx];
+    mb_outcome *o = &j->x->outcomes[k];
     o->xfer = XFER_BAD_RESPONSE;
     free(o->message);
     o->message = strdup(message);
+    if (k == j->idx && j->acc != NO_ACCEPT && j->acc != k)
+        j->x->outcomes[j->acc].skipped = 1;
     job_end(j);
 }
 
 static void on_member_call(const mb_response *r, void *arg);
+static void job_accept(job *j);
+static void share_look(job *j);
 
 static void job_issue(job *j, job_stage stage)
 {
@@ -227,7 +283,7 @@ static void job_issue(job *j, job_stage stage)
         method = stage == STAGE_DELETE ? "DELETE" : "GET";
         if (id_is_dot_segment(o->member_id, strlen(o->member_id))) {
             /* a proxy would turn .../members/.. into /v2/images/{i}/ */
-            job_fail_local(j, "this member id cannot be put in an upstream path");
+            job_fail_local(j, j->idx, "this member id cannot be put in an upstream path");
             return;
         }
         path = member_path(x, o->member_id);
@@ -235,14 +291,28 @@ static void job_issue(job *j, job_stage stage)
     if (path == NULL || (stage == STAGE_ADD && body == NULL)) {
         free(path);
         free(body);
-        job_fail_local(j, "out of memory");
+        job_fail_local(j, j->idx, "out of memory");
         return;
     }
     j->call = call(x, method, path, body, body_len, on_member_call, j);
     free(path);
     free(body);
     if (j->call == NULL)
-        job_fail_local(j, "out of memory");
+        job_fail_local(j, j->idx, "out of memory");
+}
+
+/* The add (or delete) is settled: go on to the accept, or end. */
+static void job_step_done(job *j)
+{
+    mb_outcome *o = &j->x->outcomes[j->idx];
+    if (j->acc != NO_ACCEPT && j->acc != j->idx) {
+        if (o->done) {
+            job_accept(j);
+            return;
+        }
+        j->x->outcomes[j->acc].skipped = 1;   /* nothing to accept */
+    }
+    job_end(j);
 }
 
 static void on_member_call(const mb_response *r, void *arg)
@@ -265,13 +335,18 @@ static void on_member_call(const mb_response *r, void *arg)
             log_call_failure(x, "GET", o->member_id, r);
             outcome_set(o, r);
         }
-        job_end(j);
+        job_step_done(j);
         return;
     }
 
     outcome_set(o, r);
     o->done = r->xfer == XFER_HTTP && aggregate_http_done(o->action, r->status);
     count_call(x, o->done);
+    if (stage == STAGE_ADD && r->xfer == XFER_HTTP && r->status == 403
+        && x->env.conf->members.share_private_images && !j->reposted) {
+        share_look(j);    /* maybe the image is private */
+        return;
+    }
     if (!o->done)
         log_call_failure(x, stage == STAGE_ADD ? "POST member" : "DELETE member", o->member_id, r);
     if (stage == STAGE_ADD && r->xfer == XFER_HTTP && r->status == 413) {
@@ -279,27 +354,292 @@ static void on_member_call(const mb_response *r, void *arg)
         job_issue(j, STAGE_ADD_CHECK);
         return;
     }
+    job_step_done(j);
+}
+
+/* ---- accept: PUT status accepted with the gateway's own token ----------- */
+
+static void on_accept(const mb_response *r, void *arg);
+
+static void accept_fail_auth(job *j, const mb_svc_error *err)
+{
+    mb_exchange *x = j->x;
+    mb_outcome *o = &x->outcomes[j->acc];
+    char msg[512];
+    snprintf(msg, sizeof(msg), "could not get the gateway's service token: %s", err->message);
+    /* the gateway's own credentials failed, not the caller's: 502 (504 for
+     * a timeout), whatever Keystone answered */
+    o->xfer = err->xfer == XFER_TIMEOUT ? XFER_TIMEOUT : XFER_BAD_RESPONSE;
+    o->http_status = 0;
+    free(o->message);
+    o->message = strdup(msg);
+    log_error("%s client=%s: member %s of image %s added but not accepted: %s",
+              x->env.request_id, x->env.client, o->member_id, x->image_id, msg);
     job_end(j);
+}
+
+static void accept_issue(job *j, const char *token)
+{
+    mb_exchange *x = j->x;
+    mb_outcome *o = &x->outcomes[j->acc];
+    if (id_is_dot_segment(o->member_id, strlen(o->member_id))) {
+        job_fail_local(j, j->acc, "this member id cannot be put in an upstream path");
+        return;
+    }
+    char *path = member_path(x, o->member_id);
+    char **hdrs = fwd_headers_service(token, x->env.request_id, "application/json");
+    free(j->token);
+    j->token = strdup(token);
+    j->stage = STAGE_ACCEPT;
+    if (path && hdrs && j->token) {
+        mb_request req = {
+            .method = "PUT", .path = path, .headers = (const char *const *)hdrs,
+            .body = ACCEPT_BODY, .body_len = sizeof(ACCEPT_BODY) - 1,
+        };
+        j->call = upstream_call(x->env.up, &req, on_accept, j);
+    }
+    free(path);
+    if (hdrs) {
+        for (char **h = hdrs; *h; h++)
+            explicit_bzero(*h, strlen(*h));   /* the token */
+        free(hdrs);
+    }
+    if (j->call == NULL)
+        job_fail_local(j, j->acc, "out of memory");
+}
+
+static void on_token(const char *token, const mb_svc_error *err, void *arg)
+{
+    job *j = arg;
+    j->wait = NULL;
+    if (token != NULL)
+        accept_issue(j, token);
+    else
+        accept_fail_auth(j, err);
+}
+
+static void job_accept(job *j)
+{
+    mb_exchange *x = j->x;
+    const char *token = NULL;
+    const mb_svc_error *err = NULL;
+
+    if (x->env.svc == NULL) {
+        job_fail_local(j, j->acc, "[members] accept needs [service_auth]");
+        return;
+    }
+    j->stage = STAGE_TOKEN_WAIT;
+    switch (svc_auth_get(x->env.svc, &token, &err, on_token, j, &j->wait)) {
+    case SVC_TOKEN_READY:
+        accept_issue(j, token);
+        return;
+    case SVC_TOKEN_WAIT:
+        return;
+    case SVC_TOKEN_FAILED:
+        accept_fail_auth(j, err);
+        return;
+    }
+}
+
+static void on_accept(const mb_response *r, void *arg)
+{
+    job *j = arg;
+    mb_exchange *x = j->x;
+    mb_outcome *o = &x->outcomes[j->acc];
+
+    j->call = NULL;
+    if (r->xfer == XFER_HTTP && r->status == 401 && !j->auth_retried) {
+        /* revoked or expired early: one new token, one more try */
+        count_call(x, 0);
+        log_warning("%s client=%s: the upstream refused the gateway's service token (401); "
+                    "getting a new one", x->env.request_id, x->env.client);
+        svc_auth_rejected(x->env.svc, j->token);
+        j->auth_retried = 1;
+        job_accept(j);
+        return;
+    }
+    outcome_set(o, r);
+    o->done = r->xfer == XFER_HTTP && aggregate_http_done(ACT_ACCEPT, r->status);
+    count_call(x, o->done);
+    if (!o->done) {
+        log_call_failure(x, "PUT member status accepted", o->member_id, r);
+        if (r->xfer == XFER_HTTP && r->status == 401) {
+            /* the gateway's credentials, not the caller's: not a 401 to the client */
+            o->xfer = XFER_BAD_RESPONSE;
+            o->http_status = 0;
+            free(o->message);
+            o->message = strdup("the upstream refused the gateway's service token twice (401)");
+        }
+    }
+    job_end(j);
+}
+
+/* ---- share_private_images: a private image becomes shared --------------- */
+
+static void share_resume(mb_exchange *x)
+{
+    size_t left = 0;
+    for (size_t i = 0; i < x->njobs; i++)
+        left += x->jobs[i].stage == STAGE_SHARE_WAIT;
+    /* the last job resumed may end the exchange: stop touching x after it */
+    for (size_t i = 0; left > 0; i++) {
+        job *j = &x->jobs[i];
+        if (j->stage != STAGE_SHARE_WAIT)
+            continue;
+        left--;
+        mb_outcome *o = &x->outcomes[j->idx];
+        if (x->share == SHARE_MADE) {
+            j->reposted = 1;
+            job_issue(j, STAGE_ADD);
+            continue;
+        }
+        if (x->share == SHARE_NOT_PRIVATE)
+            log_warning("%s client=%s: upstream answered 403 to POST member %s (the image is "
+                        "not private, or not the caller's)", x->env.request_id, x->env.client,
+                        o->member_id);
+        if (x->share == SHARE_FAILED) {
+            o->xfer = x->share_fail.xfer;
+            o->http_status = x->share_fail.http_status;
+            free(o->message);
+            o->message = x->share_fail.message ? strdup(x->share_fail.message) : NULL;
+        }
+        job_step_done(j);
+    }
+}
+
+/* The image could not be looked at or changed: the waiting adds fail so. */
+static void share_failed(mb_exchange *x, const mb_response *r, const char *doing)
+{
+    char msg[512];
+    mb_outcome *f = &x->share_fail;
+    outcome_set(f, r);
+    snprintf(msg, sizeof(msg), "the image is not shared and %s: %s", doing,
+             f->message ? f->message : (r->xfer == XFER_HTTP ? "upstream error" : "upstream failure"));
+    free(f->message);
+    f->message = strdup(msg);
+    x->share = SHARE_FAILED;
+    share_resume(x);
+}
+
+static void on_share_patch(const mb_response *r, void *arg)
+{
+    mb_exchange *x = arg;
+    x->share_call = NULL;
+    int ok = r->xfer == XFER_HTTP && r->status == 200;
+    count_call(x, ok);
+    if (!ok) {
+        log_call_failure(x, "PATCH image visibility", x->image_id, r);
+        share_failed(x, r, "could not be made shared");
+        return;
+    }
+    log_info("%s client=%s: image %s was private and is now shared ([members] share_private_images)",
+             x->env.request_id, x->env.client, x->image_id);
+    x->share = SHARE_MADE;
+    share_resume(x);
+}
+
+static void on_share_image(const mb_response *r, void *arg)
+{
+    mb_exchange *x = arg;
+    char visibility[32];
+    x->share_call = NULL;
+    int ok = r->xfer == XFER_HTTP && r->status == 200;
+    int hidden = r->xfer == XFER_HTTP && r->status >= 400 && r->status <= 499;
+    count_call(x, ok || hidden);
+    if (hidden) {                 /* not the caller's to see: the 403s stand */
+        x->share = SHARE_NOT_PRIVATE;
+        share_resume(x);
+        return;
+    }
+    if (!ok) {
+        log_call_failure(x, "GET image", x->image_id, r);
+        share_failed(x, r, "could not be looked at");
+        return;
+    }
+    if (v2_parse_image_visibility(r->body, r->body_len, visibility, sizeof(visibility)) != 0) {
+        mb_response bad = *r;
+        bad.xfer = XFER_BAD_RESPONSE;
+        bad.error = "the upstream's image could not be read";
+        log_error("%s: upstream image is not a v2 image", x->env.request_id);
+        share_failed(x, &bad, "could not be looked at");
+        return;
+    }
+    if (strcmp(visibility, "private") != 0) {   /* public, community, shared: never changed */
+        x->share = SHARE_NOT_PRIVATE;
+        share_resume(x);
+        return;
+    }
+    char *path = NULL;
+    if (asprintf(&path, "/v2/images/%s", x->image_enc) >= 0) {
+        mb_request req = {
+            .method = "PATCH", .path = path,
+            .headers = (const char *const *)x->env.headers_patch,
+            .body = SHARE_PATCH_BODY, .body_len = sizeof(SHARE_PATCH_BODY) - 1,
+        };
+        x->share_call = x->env.headers_patch ? upstream_call(x->env.up, &req, on_share_patch, x) : NULL;
+        free(path);
+    }
+    if (x->share_call == NULL) {
+        mb_response oom = { .xfer = XFER_BAD_RESPONSE, .error = "out of memory", .body = "" };
+        share_failed(x, &oom, "could not be made shared");
+    }
+}
+
+/* An add was refused 403 with share_private_images on. */
+static void share_look(job *j)
+{
+    mb_exchange *x = j->x;
+    switch (x->share) {
+    case SHARE_MADE:              /* shared since this add was sent */
+        j->reposted = 1;
+        job_issue(j, STAGE_ADD);
+        return;
+    case SHARE_RUNNING:
+        j->stage = STAGE_SHARE_WAIT;
+        return;
+    case SHARE_NOT_PRIVATE:
+    case SHARE_FAILED:
+        j->stage = STAGE_SHARE_WAIT;
+        share_resume(x);
+        return;
+    case SHARE_UNKNOWN:
+        break;
+    }
+    j->stage = STAGE_SHARE_WAIT;
+    x->share = SHARE_RUNNING;
+    char *path = NULL;
+    if (asprintf(&path, "/v2/images/%s", x->image_enc) >= 0) {
+        x->share_call = call(x, "GET", path, NULL, 0, on_share_image, x);
+        free(path);
+    }
+    if (x->share_call == NULL) {
+        mb_response oom = { .xfer = XFER_BAD_RESPONSE, .error = "out of memory", .body = "" };
+        share_failed(x, &oom, "could not be looked at");
+    }
 }
 
 static void start_member_job(size_t idx, void *arg)
 {
     mb_exchange *x = arg;
     job *j = &x->jobs[idx];
-    job_issue(j, x->outcomes[idx].action == ACT_ADD ? STAGE_ADD : STAGE_DELETE);
+    mb_action a = x->outcomes[j->idx].action;
+    if (a == ACT_ACCEPT)
+        job_accept(j);
+    else
+        job_issue(j, a == ACT_ADD ? STAGE_ADD : STAGE_DELETE);
 }
 
 static int start_single(mb_exchange *x, int on_member, const char *method, mb_call_cb cb);
 
 static void members_finish(mb_exchange *x)
 {
-    int status = aggregate_status(x->outcomes, x->njobs);
+    int status = aggregate_status(x->outcomes, x->noutcomes);
     if (status == 204) {
         finish(x, 204, NULL, 0);
         return;
     }
     size_t len = 0;
-    char *body = aggregate_body(x->outcomes, x->njobs, &len);
+    char *body = aggregate_body(x->outcomes, x->noutcomes, &len);
     finish(x, status, body, len);
 }
 
@@ -315,7 +655,7 @@ static void on_verify_list(const mb_response *r, void *arg)
     count_call(x, ok);
     mb_strset *still = ok ? strset_new() : NULL;
     if (still != NULL && v2_parse_member_list(r->body, r->body_len, still) == 0) {
-        for (size_t i = 0; i < x->njobs; i++) {
+        for (size_t i = 0; i < x->noutcomes; i++) {
             mb_outcome *o = &x->outcomes[i];
             if (o->action == ACT_DELETE && o->done && o->xfer == XFER_HTTP && o->http_status == 404
                 && strset_contains(still, o->member_id, strlen(o->member_id))) {
@@ -333,7 +673,7 @@ static void members_all_done(void *arg)
 {
     mb_exchange *x = arg;
     int any_404 = 0;
-    for (size_t i = 0; x->op == OP_REPLACE && i < x->njobs; i++)
+    for (size_t i = 0; x->op == OP_REPLACE && i < x->noutcomes; i++)
         any_404 |= x->outcomes[i].action == ACT_DELETE && x->outcomes[i].done
                    && x->outcomes[i].xfer == XFER_HTTP && x->outcomes[i].http_status == 404;
     if (any_404 && start_single(x, 0, "GET", on_verify_list) == 0)
@@ -341,27 +681,45 @@ static void members_all_done(void *arg)
     members_finish(x);
 }
 
-/* Allocates one job and one outcome per operation: adds from `add`, then
- * deletes from `del` (either may be NULL), and runs them. */
-static int run_member_jobs(mb_exchange *x, const mb_strset *add, const mb_strset *del)
+/* Allocates the jobs and their outcomes and runs them: one job per member
+ * of `add` (its add, then with [members] accept its accept), one per member
+ * of `accept` (an accept only: a replace keeps a member not accepted yet),
+ * one per member of `del` (its delete). Any set may be NULL. */
+static int run_member_jobs(mb_exchange *x, const mb_strset *add, const mb_strset *accept,
+                           const mb_strset *del)
 {
+    int with_accept = x->env.conf->members.accept;
     size_t nadd = add ? strset_count(add) : 0;
+    size_t nacc = accept ? strset_count(accept) : 0;
     size_t ndel = del ? strset_count(del) : 0;
-    size_t n = nadd + ndel;
+    size_t njobs = nadd + nacc + ndel;
+    size_t nout = nadd * (with_accept ? 2 : 1) + nacc + ndel;
 
-    x->outcomes = calloc(n ? n : 1, sizeof(*x->outcomes));
-    x->jobs = calloc(n ? n : 1, sizeof(*x->jobs));
+    x->outcomes = calloc(nout ? nout : 1, sizeof(*x->outcomes));
+    x->jobs = calloc(njobs ? njobs : 1, sizeof(*x->jobs));
     if (x->outcomes == NULL || x->jobs == NULL)
         return -1;
-    x->njobs = n;
-    for (size_t i = 0; i < n; i++) {
-        mb_outcome *o = &x->outcomes[i];
-        o->action = i < nadd ? ACT_ADD : ACT_DELETE;
-        o->member_id = i < nadd ? strset_get(add, i) : strset_get(del, i - nadd);
-        x->jobs[i].x = x;
-        x->jobs[i].idx = i;
+    x->njobs = njobs;
+    x->noutcomes = nout;
+    size_t k = 0;
+    for (size_t i = 0; i < njobs; i++) {
+        job *j = &x->jobs[i];
+        mb_action a = i < nadd ? ACT_ADD : i < nadd + nacc ? ACT_ACCEPT : ACT_DELETE;
+        const char *m = a == ACT_ADD ? strset_get(add, i)
+                      : a == ACT_ACCEPT ? strset_get(accept, i - nadd)
+                      : strset_get(del, i - nadd - nacc);
+        j->x = x;
+        j->idx = k;
+        j->acc = a == ACT_ACCEPT ? k : NO_ACCEPT;
+        x->outcomes[k].action = a;
+        x->outcomes[k++].member_id = m;
+        if (a == ACT_ADD && with_accept) {
+            j->acc = k;
+            x->outcomes[k].action = ACT_ACCEPT;
+            x->outcomes[k++].member_id = m;
+        }
     }
-    fanout_init(&x->fan, n, (size_t)x->env.conf->members.concurrency,
+    fanout_init(&x->fan, njobs, (size_t)x->env.conf->members.concurrency,
                 start_member_job, members_all_done, x);
     fanout_run(&x->fan);
     return 0;
@@ -447,13 +805,32 @@ static void on_replace_list(const mb_response *r, void *arg)
         finish_error(x, 500, "out of memory");
         return;
     }
-    if (ok && v2_parse_member_list(r->body, r->body_len, x->current) != 0) {
+    mb_strset *accepted = x->env.conf->members.accept ? strset_new() : NULL;
+    if (x->env.conf->members.accept && (accepted == NULL || (x->to_accept = strset_new()) == NULL)) {
+        strset_free(accepted);
+        finish_error(x, 500, "out of memory");
+        return;
+    }
+    if (ok && v2_parse_member_list_accepted(r->body, r->body_len, x->current, accepted) != 0) {
+        strset_free(accepted);
         log_error("%s: upstream member list is not a v2 member list", x->env.request_id);
         finish_error(x, 502, "the upstream's member list could not be read");
         return;
     }
+    /* [members] accept: members the replace keeps are accepted too */
+    for (size_t i = 0; accepted != NULL && i < strset_count(x->members); i++) {
+        const char *m = strset_get(x->members, i);
+        size_t ml = strlen(m);
+        if (strset_contains(x->current, m, ml) && !strset_contains(accepted, m, ml)
+            && strset_add(x->to_accept, m, ml) < 0) {
+            strset_free(accepted);
+            finish_error(x, 500, "out of memory");
+            return;
+        }
+    }
+    strset_free(accepted);
     if (plan_replace(x->members, x->current, x->to_add, x->to_delete) != 0
-        || run_member_jobs(x, x->to_add, x->to_delete) != 0) {
+        || run_member_jobs(x, x->to_add, x->to_accept, x->to_delete) != 0) {
         finish_error(x, 500, "out of memory");
         return;
     }
@@ -627,6 +1004,8 @@ int members_start(const mb_members_env *env, const mb_route *route,
     x->done = done;
     x->arg = arg;
     snprintf(x->member_buf, sizeof(x->member_buf), "%s", route->member_id);
+    snprintf(x->image_buf, sizeof(x->image_buf), "%s", route->image_id);
+    x->image_id = x->image_buf;
     x->member_id = x->member_buf;
     if (route->kind != ROUTE_SHARED_IMAGES && (x->image_enc = escape_id(route->image_id)) == NULL)
         goto fail;
@@ -650,7 +1029,7 @@ int members_start(const mb_members_env *env, const mb_route *route,
     case OP_ADD:
         if (x->members == NULL)
             goto fail;
-        if (run_member_jobs(x, x->members, NULL) != 0)
+        if (run_member_jobs(x, x->members, NULL, NULL) != 0)
             goto fail;
         return 0;
     case OP_REPLACE:

@@ -10,6 +10,7 @@
 #include "v1_body.h"
 #include "upstream.h"
 #include "mb_conf.h"
+#include "svc_auth.h"
 
 typedef struct mb_exchange mb_exchange;
 
@@ -35,6 +36,10 @@ typedef struct {
      * borrowed: they must live until done runs or members_cancel returns */
     char *const       *headers;       /* without a body */
     char *const       *headers_json;  /* with Content-Type: application/json */
+    char *const       *headers_patch; /* with the JSON-patch Content-Type; may be NULL
+                                         unless [members] share_private_images */
+    mb_svc_auth       *svc;           /* the gateway's own token; may be NULL unless
+                                         [members] accept */
 } mb_members_env;
 
 /* Starts the operation route->op (OP_ADD, OP_REMOVE, OP_REPLACE, OP_LIST,

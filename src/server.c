@@ -67,6 +67,7 @@ struct mb_server {
     struct event_base *base;
     const mb_conf     *conf;
     mb_upstream       *up;
+    mb_svc_auth       *svc;        /* NULL unless [members] accept */
     evhtp_t           *htp;
     conn_node         *conns;
     size_t             in_flight;
@@ -88,7 +89,7 @@ typedef struct mb_req {
     char             client[INET6_ADDRSTRLEN + 8];
     const char      *method;
     char            *path;            /* for the access log */
-    char           **hdrs, **hdrs_json;
+    char           **hdrs, **hdrs_json, **hdrs_patch;
     struct timespec  start;
     mb_exchange     *exchange;
     struct event    *defer;           /* immediate replies are sent from here */
@@ -148,6 +149,7 @@ static void req_free(mb_req *r)
     free(r->path);
     free(r->hdrs);
     free(r->hdrs_json);
+    free(r->hdrs_patch);
     req_release(r);
     free(r);
 }
@@ -292,9 +294,12 @@ static void start_members(mb_req *r)
     mb_members_env env = {
         .up = r->srv->up, .conf = r->srv->conf,
         .request_id = r->request_id, .client = r->client,
-        .headers = r->hdrs, .headers_json = r->hdrs_json,
+        .headers = r->hdrs, .headers_json = r->hdrs_json, .headers_patch = r->hdrs_patch,
+        .svc = r->srv->svc,
     };
     if (r->hdrs == NULL || r->hdrs_json == NULL
+        || (r->srv->conf->members.share_private_images && r->hdrs_patch == NULL
+            && (r->route.op == OP_ADD || r->route.op == OP_REPLACE))
         || members_start(&env, &r->route, r->body, on_members_done, r, &r->exchange) != 0)
         reply_error_soon(r, 500, "out of memory");
 }
@@ -478,8 +483,12 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
     }
     if (r->route.op == OP_ADD || r->route.op == OP_REPLACE || r->route.op == OP_LIST
         || r->route.op == OP_REMOVE || r->route.op == OP_SHARED_IMAGES) {
-        r->hdrs = fwd_headers_build(hs.h, hs.n, r->request_id, 0);
-        r->hdrs_json = fwd_headers_build(hs.h, hs.n, r->request_id, 1);
+        r->hdrs = fwd_headers_build(hs.h, hs.n, r->request_id, NULL);
+        r->hdrs_json = fwd_headers_build(hs.h, hs.n, r->request_id, "application/json");
+        if (conf->members.share_private_images
+            && (r->route.op == OP_ADD || r->route.op == OP_REPLACE))
+            r->hdrs_patch = fwd_headers_build(hs.h, hs.n, r->request_id,
+                                              "application/openstack-images-v2.1-json-patch");
     }
     return EVHTP_RES_OK;
 }
@@ -823,7 +832,8 @@ static void on_drained(evutil_socket_t fd, short what, void *arg)
         s->drained(s->drained_arg);
 }
 
-mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream *up)
+mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream *up,
+                      mb_svc_auth *svc)
 {
     mb_server *s = calloc(1, sizeof(*s));
     struct timeval tv = { conf->server.client_timeout, 0 };
@@ -832,6 +842,7 @@ mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream 
     s->base = base;
     s->conf = conf;
     s->up = up;
+    s->svc = svc;
     s->htp = evhtp_new(base, NULL);
     s->drain_ev = event_new(base, -1, 0, on_drained, s);
     if (s->htp == NULL || s->drain_ev == NULL) {

@@ -10,10 +10,13 @@
 #include <event2/event.h>
 #include "mb_conf.h"
 #include "upstream.h"
+#include "svc_auth.h"
 
 typedef struct mb_server mb_server;
 
-mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream *up);
+/* svc: the gateway's own Keystone token source, NULL unless [members] accept. */
+mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream *up,
+                      mb_svc_auth *svc);
 /* Binds the listener. Returns 0, or -1 after logging why. */
 int        server_listen(mb_server *s);
 /* Stops accepting; `drained` runs (from the loop) once no request is in

@@ -70,6 +70,9 @@ struct mb_call {
     char               *path;
     char               *body;        /* copy of the request body, may be NULL */
     size_t              body_len;
+    int                 secret_body;
+    char               *want_header; /* response header to capture, or NULL */
+    char               *header_value; /* its value in the latest response */
     char               *buf;         /* response body, NUL-terminated */
     size_t              len, cap;
     int                 too_big;     /* response exceeded max_response_bytes */
@@ -254,10 +257,30 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
     mb_call *call = userp;
     size_t n = size * nmemb;
 
-    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         call->headers_done = 0;          /* a new (maybe interim 1xx) response */
-    else if ((n == 2 && data[0] == '\r' && data[1] == '\n') || (n == 1 && data[0] == '\n'))
+        if (call->header_value)
+            explicit_bzero(call->header_value, strlen(call->header_value));
+        free(call->header_value);
+        call->header_value = NULL;
+    } else if ((n == 2 && data[0] == '\r' && data[1] == '\n') || (n == 1 && data[0] == '\n')) {
         call->headers_done = 1;
+    } else if (call->want_header != NULL) {
+        size_t wl = strlen(call->want_header);
+        if (n > wl && data[wl] == ':' && strncasecmp(data, call->want_header, wl) == 0) {
+            const char *v = data + wl + 1, *end = data + n;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+            if (call->header_value)
+                explicit_bzero(call->header_value, strlen(call->header_value));
+            free(call->header_value);
+            call->header_value = strndup(v, (size_t)(end - v));
+            if (call->header_value == NULL)
+                return 0;                /* out of memory: fail the transfer */
+        }
+    }
     return n;
 }
 
@@ -288,7 +311,13 @@ static void call_free(mb_call *call)
 
     free(call->method);
     free(call->path);
+    if (call->body && call->secret_body)
+        explicit_bzero(call->body, call->body_len);
     free(call->body);
+    free(call->want_header);
+    if (call->header_value)      /* it may be a token (X-Subject-Token) */
+        explicit_bzero(call->header_value, strlen(call->header_value));
+    free(call->header_value);
     free(call->buf);
     free(call);
 }
@@ -306,6 +335,7 @@ static void call_complete(mb_call *call, mb_xfer xfer, int status, const char *e
     call->resp.body = call->buf ? call->buf : "";
     call->resp.body_len = call->len;
     call->resp.error = xfer == XFER_HTTP ? "" : (error && *error ? error : "upstream call failed");
+    call->resp.header = xfer == XFER_HTTP ? call->header_value : NULL;
     call->resp.attempts = call->attempts;
     call->resp.seconds = seconds_since(&call->started);
 
@@ -768,8 +798,11 @@ mb_call *upstream_call(mb_upstream *up, const mb_request *req, mb_call_cb cb, vo
         if (call->body && req->body_len)
             memcpy(call->body, req->body, req->body_len);
     }
+    call->secret_body = req->secret_body;
+    call->want_header = req->want_header ? strdup(req->want_header) : NULL;
     if (!call->method || !call->path || !call->timer || !call->easy ||
-        ((req->body || req->body_len) && !call->body)) {
+        ((req->body || req->body_len) && !call->body) ||
+        (req->want_header && !call->want_header)) {
         call_free(call);
         goto oom;
     }

@@ -48,6 +48,8 @@ typedef struct {
     size_t       body_len;
     const char  *error;       /* "" when xfer == XFER_HTTP; otherwise curl's error text, e.g.
                                  "SSL certificate problem: unable to get local issuer certificate" */
+    const char  *header;      /* the value of mb_request.want_header in the final
+                                 response (trimmed), or NULL when absent */
     int          attempts;    /* 1 + retries made */
     double       seconds;     /* total time including retries */
 } mb_response;
@@ -60,6 +62,9 @@ typedef struct {
     const char *const *headers;   /* NULL-terminated array of "Name: value" lines, or NULL */
     const char  *body;            /* may be NULL; copied by upstream_call */
     size_t       body_len;
+    int          secret_body;     /* 1: the body holds a secret; its copy is wiped when freed */
+    const char  *want_header;     /* NULL, or a response header name to hand back in
+                                     mb_response.header (case-insensitive) */
 } mb_request;
 
 /* Returns NULL (and logs why) if libcurl cannot be set up. */

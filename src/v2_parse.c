@@ -46,7 +46,7 @@ static int run_yajl(const yajl_callbacks *cbs, void *ctx, const char *buf, size_
 /* ---- lists: {"<list>": [{"<id>": "...", ...}, ...], "next": "...", ...} ---- */
 
 typedef enum { LF_ROOT, LF_LIST, LF_ENTRY, LF_SKIP } list_frame;
-typedef enum { LS_SKIP, LS_LIST, LS_ID, LS_NEXT } list_slot;
+typedef enum { LS_SKIP, LS_LIST, LS_ID, LS_NEXT, LS_STATUS } list_slot;
 typedef enum { LV_SCALAR, LV_STRING, LV_NULL, LV_OBJECT, LV_ARRAY } list_value;
 
 typedef struct {
@@ -54,6 +54,7 @@ typedef struct {
     const char *id_key;       /* "member_id" or "id" */
     int         want_next;
     mb_strset  *out;
+    mb_strset  *accepted;     /* NULL, or: entries whose "status" is "accepted" */
     char       *next;
     list_frame  frames[V2_MAX_DEPTH];
     size_t      depth;
@@ -61,6 +62,7 @@ typedef struct {
     int         seen_list;
     char       *entry_id;     /* the current entry's id until it closes */
     size_t      entry_id_len;
+    int         entry_accepted;
 } list_parser;
 
 static int lp_push(list_parser *p, list_frame f)
@@ -91,6 +93,7 @@ static int lp_value(list_parser *p, list_value k, const unsigned char *s, size_t
             return 0;
         free(p->entry_id);
         p->entry_id = NULL;
+        p->entry_accepted = 0;
         return lp_push(p, LF_ENTRY);
     default:
         break;
@@ -118,6 +121,9 @@ static int lp_value(list_parser *p, list_value k, const unsigned char *s, size_t
             return p->next != NULL;
         }
         return container ? lp_push(p, LF_SKIP) : 1;   /* not a link: none */
+    case LS_STATUS:       /* a repeated key: last wins */
+        p->entry_accepted = k == LV_STRING && len == 8 && memcmp(s, "accepted", 8) == 0;
+        return container ? lp_push(p, LF_SKIP) : 1;
     case LS_SKIP:
         break;
     }
@@ -171,6 +177,8 @@ static int lp_map_key(void *ctx, const unsigned char *key, size_t len)
     case LF_ENTRY:
         if (key_is(key, len, p->id_key))
             p->key_slot = LS_ID;
+        else if (p->accepted != NULL && key_is(key, len, "status"))
+            p->key_slot = LS_STATUS;
         break;
     default:
         break;
@@ -188,6 +196,8 @@ static int lp_end_map(void *ctx)
     if (p->entry_id == NULL)
         return 0;
     int rc = strset_add(p->out, p->entry_id, p->entry_id_len) >= 0;
+    if (rc && p->accepted != NULL && p->entry_accepted)
+        rc = strset_add(p->accepted, p->entry_id, p->entry_id_len) >= 0;
     free(p->entry_id);
     p->entry_id = NULL;
     return rc;
@@ -223,7 +233,14 @@ static int parse_list(list_parser *p, const char *buf, size_t len)
 
 int v2_parse_member_list(const char *buf, size_t len, mb_strset *out)
 {
-    list_parser p = { .list_key = "members", .id_key = "member_id", .out = out };
+    return v2_parse_member_list_accepted(buf, len, out, NULL);
+}
+
+int v2_parse_member_list_accepted(const char *buf, size_t len, mb_strset *out,
+                                  mb_strset *accepted)
+{
+    list_parser p = { .list_key = "members", .id_key = "member_id", .out = out,
+                      .accepted = accepted };
     return parse_list(&p, buf, len);
 }
 
@@ -237,6 +254,112 @@ int v2_parse_image_list(const char *buf, size_t len, mb_strset *ids, char **next
     }
     *next = p.next;
     return rc;
+}
+
+/* ---- one image: its "visibility" ---- */
+
+typedef struct {
+    size_t depth;
+    int    slot;          /* the next value is the top-level "visibility" */
+    int    seen;
+    char  *out;
+    size_t outlen;
+} vis_parser;
+
+static int vp_open_map(void *ctx)
+{
+    vis_parser *p = ctx;
+    if (p->slot == 1)
+        p->seen = 0;                    /* "visibility": {...}: unknown */
+    p->slot = 0;
+    return ++p->depth <= V2_MAX_DEPTH;
+}
+
+static int vp_open_array(void *ctx)
+{
+    vis_parser *p = ctx;
+    if (p->depth == 0)
+        return 0;                       /* the document must be an object */
+    return vp_open_map(ctx);
+}
+
+static int vp_close(void *ctx)
+{
+    vis_parser *p = ctx;
+    p->depth--;
+    return 1;
+}
+
+static int vp_key(void *ctx, const unsigned char *key, size_t len)
+{
+    vis_parser *p = ctx;
+    p->slot = p->depth == 1 && key_is(key, len, "visibility");
+    return 1;
+}
+
+static int vp_scalar(void *ctx)
+{
+    vis_parser *p = ctx;
+    if (p->depth == 0)
+        return 0;
+    if (p->slot == 1)
+        p->seen = 0;                    /* "visibility": null or a number: unknown */
+    p->slot = 0;
+    return 1;
+}
+
+static int vp_bool(void *ctx, int v)
+{
+    (void)v;
+    return vp_scalar(ctx);
+}
+
+static int vp_number(void *ctx, const char *s, size_t len)
+{
+    (void)s;
+    (void)len;
+    return vp_scalar(ctx);
+}
+
+static int vp_string(void *ctx, const unsigned char *s, size_t len)
+{
+    vis_parser *p = ctx;
+    if (p->depth == 0)
+        return 0;
+    if (p->slot == 1) {
+        p->seen = len < p->outlen && memchr(s, '\0', len) == NULL;
+        if (p->seen) {
+            memcpy(p->out, s, len);
+            p->out[len] = '\0';
+        }
+    }
+    p->slot = 0;
+    return 1;
+}
+
+static const yajl_callbacks vis_callbacks = {
+    .yajl_null = vp_scalar,
+    .yajl_boolean = vp_bool,
+    .yajl_number = vp_number,
+    .yajl_string = vp_string,
+    .yajl_start_map = vp_open_map,
+    .yajl_map_key = vp_key,
+    .yajl_end_map = vp_close,
+    .yajl_start_array = vp_open_array,
+    .yajl_end_array = vp_close,
+};
+
+int v2_parse_image_visibility(const char *buf, size_t len, char *out, size_t outlen)
+{
+    vis_parser p = { .out = out, .outlen = outlen };
+    if (outlen == 0)
+        return -1;
+    out[0] = '\0';
+    if (run_yajl(&vis_callbacks, &p, buf, len) != 0 || !p.seen) {
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- error messages ---- */

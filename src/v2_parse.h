@@ -9,6 +9,16 @@
 /* {"members": [{"member_id": "...", ...}, ...], ...} -> member ids added to
  * out, in order. Returns 0, or -1 when the body is not such a document. */
 int v2_parse_member_list(const char *buf, size_t len, mb_strset *out);
+/* The same, and the members whose "status" is "accepted" also added to
+ * accepted (when not NULL). */
+int v2_parse_member_list_accepted(const char *buf, size_t len, mb_strset *out,
+                                  mb_strset *accepted);
+
+/* {"id": ..., "visibility": "private", ...} (GET /v2/images/{id}) -> the
+ * top-level "visibility" string copied into out (NUL-terminated). Returns 0,
+ * or -1 when the body is not an object with a string "visibility" shorter
+ * than outlen. */
+int v2_parse_image_visibility(const char *buf, size_t len, char *out, size_t outlen);
 
 /* {"images": [{"id": "...", ...}, ...], "next": "/v2/images?..."} -> image
  * ids added to ids; *next set to a malloc'd copy of "next" when present and

@@ -15,11 +15,17 @@ once it accepts connections, and handles each connection in a thread:
   garbage  read the request, answer bytes that are not HTTP, close
   error500 read the request, answer 500 with a JSON error body
   echo     answer 200 with {"method", "path", "headers"} of the request
+  rules    answer by the first matching rule of the JSON list in --rules FILE
+           (read again for every request, so a test can change it):
+           {"method": "PATCH" or "*", "path": <regex matched from the start>,
+            "status": 200, "body": <JSON value, or a string sent as is>,
+            "headers": {"Name": "value"}, "delay": <seconds>}; no match: 404
 
 With --cert/--key it speaks TLS (the handshake happens in the thread, so
 "hang" also covers a peer that completes TLS and then goes silent).
-Every accepted connection, request line and request header is appended to
---events ("accept N", "request N METHOD PATH", "header N Name: value").
+Every accepted connection, request line, request header and (the first 4 KiB
+of a) request body is appended to --events ("accept N", "request N METHOD
+PATH", "header N Name: value", "body N text").
 In slow mode, "inflight N K" records that K requests (this one included)
 were being handled at once when connection N's request began its delay; a
 request stops counting just before its answer is sent, so a client that
@@ -29,6 +35,7 @@ waits for an answer before its next call is never counted twice.
 import argparse
 import datetime
 import json
+import re
 import socket
 import ssl
 import sys
@@ -113,6 +120,30 @@ def respond(conn, status, reason, body, close=False):
     conn.sendall(head.encode() + raw)
 
 
+def rule_answer(conn, rules_path, method, path):
+    try:
+        with open(rules_path) as f:
+            rules = json.load(f)
+    except (OSError, ValueError) as e:
+        respond(conn, 500, "Internal Server Error", {"message": "bad rules: %s" % e})
+        return
+    for rule in rules:
+        if rule.get("method", "*") not in ("*", method):
+            continue
+        if not re.match(rule.get("path", ""), path):
+            continue
+        time.sleep(rule.get("delay", 0))
+        body = rule.get("body", {})
+        raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        extra = "".join("%s: %s\r\n" % kv for kv in rule.get("headers", {}).items())
+        status = int(rule.get("status", 200))
+        head = ("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+                % (status, len(raw), extra))
+        conn.sendall(head.encode() + raw)
+        return
+    respond(conn, 404, "Not Found", {"message": "no rule for %s %s" % (method, path)})
+
+
 def handle(raw, ctx, args, n):
     conn = raw
     try:
@@ -133,6 +164,8 @@ def handle(raw, ctx, args, n):
             event("request %d %s %s" % (n, method, path))
             for name, value in headers:
                 event("header %d %s: %s" % (n, name, value))
+            if body:
+                event("body %d %s" % (n, body[:4096].decode("latin-1").replace("\n", " ")))
             if args.mode == "hang":
                 while conn.recv(65536):
                     pass
@@ -151,6 +184,8 @@ def handle(raw, ctx, args, n):
             elif args.mode == "error500":
                 respond(conn, 500, "Internal Server Error",
                         {"code": 500, "title": "Internal Server Error", "message": "badupstream"})
+            elif args.mode == "rules":
+                rule_answer(conn, args.rules, method, path)
             elif args.mode == "echo":
                 respond(conn, 200, "OK", {"method": method, "path": path,
                                           "headers": [[k, v] for k, v in headers]})
@@ -170,7 +205,9 @@ def main():
     global EVENTS
     p = argparse.ArgumentParser()
     p.add_argument("--mode", required=True,
-                   choices=["hang", "close", "reset", "slow", "garbage", "error500", "echo"])
+                   choices=["hang", "close", "reset", "slow", "garbage", "error500", "echo",
+                            "rules"])
+    p.add_argument("--rules")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--cert")
     p.add_argument("--key")

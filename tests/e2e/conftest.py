@@ -65,10 +65,13 @@ def _remember(request, gw):
     request.node.__dict__.setdefault("_mb_gateways", []).append(gw)
 
 
-def _log_problems(text):
+def _log_problems(text, secrets=()):
     problems = ["sanitizer: " + line for line in sanitizer_errors(text)[:20]]
     if SECRET_TOKEN in text:
         problems.append("the X-Auth-Token value %r appears in the gateway log" % SECRET_TOKEN)
+    for secret in secrets:
+        if secret and secret in text:
+            problems.append("a secret (%s...) appears in the gateway log" % secret[:3])
     return problems
 
 
@@ -248,7 +251,8 @@ def make_gateway(request, mb_binary, pki):
                 problems.append("%s: did not exit within 10 s of SIGTERM" % gw.name)
             elif rc != 0:
                 problems.append("%s: exit status %s on SIGTERM" % (gw.name, rc))
-        problems += ["%s: %s" % (gw.name, p) for p in _log_problems(gw.log_text())]
+        secrets = [gw.service_auth.get("password")] + list(getattr(gw, "secrets", ()))
+        problems += ["%s: %s" % (gw.name, p) for p in _log_problems(gw.log_text(), secrets)]
     if problems:
         pytest.fail("gateway checks at teardown:\n" + "\n".join(problems), pytrace=False)
 
@@ -288,3 +292,71 @@ def owner():
 @pytest.fixture
 def shared_image(glance, owner):
     return glance.create_image(owner, "shared")
+
+
+# --------------------------------------------------------------------------
+# a real Keystone and a Glance that trusts it (keystone_stack.py); started
+# only when a test asks for them
+
+import keystone_stack  # noqa: E402
+
+SHORT_TOKEN_EXPIRATION = 8  # seconds, for keystone_short_stack
+
+
+def _uses(request, *fixtures):
+    return any(f in getattr(item, "fixturenames", ()) for item in request.session.items
+               for f in fixtures)
+
+
+@pytest.fixture(scope="session")
+def keystone(request, pki):
+    """Keystone (tokens valid 1 h): .url/.auth_url plain http, .tls_url/
+    .tls_auth_url through nginx with the test CA; .make_account(),
+    .token(), .revoke_token(), .disable_user()... (keystone_stack.Keystone)."""
+    if _uses(request, "keystone_glance"):  # its db_sync runs while Keystone starts
+        _early["keystone_glance"] = keystone_stack.KeystoneGlance(
+            None, pki=pki, name="glance-ks").db_sync_in_background()
+    k = keystone_stack.Keystone(pki=pki, name="keystone")
+    try:
+        k.start()
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture(scope="session")
+def keystone_glance(keystone, pki):
+    """Glance in the keystone paste flavor, validating tokens with keystone
+    (no token cache); .url plain http, .tls_url through nginx."""
+    g = _early.pop("keystone_glance", None) or keystone_stack.KeystoneGlance(
+        None, pki=pki, name="glance-ks")
+    g.keystone = keystone
+    try:
+        g.start()
+        yield g
+    finally:
+        g.stop()
+
+
+@pytest.fixture(scope="session")
+def keystone_short_stack(pki):
+    """(keystone, glance): a second Keystone whose tokens live
+    SHORT_TOKEN_EXPIRATION seconds, and a Glance that trusts it."""
+    k, g = keystone_stack.start_stack(pki, token_expiration=SHORT_TOKEN_EXPIRATION,
+                                      name="keystone-short")
+    try:
+        yield k, g
+    finally:
+        g.stop()
+        k.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_service_account(keystone):
+    """The gateway's service user ("memberbridge-<hex>", admin on the service
+    project): .username, .password, .token(), .service_auth() -> the
+    [service_auth] settings (Keystone over TLS with the test CA). Shared by
+    the session: a test that disables it or changes its password makes its
+    own with keystone_stack.gateway_service_user(keystone, name=unique(...))."""
+    return keystone_stack.gateway_service_user(
+        keystone, name=harness.unique(keystone_stack.GATEWAY_SERVICE_USER))

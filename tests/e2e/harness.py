@@ -490,10 +490,16 @@ class TlsTerminator:
     certificate, and on wrong_port with the wrong-host certificate, both
     proxying to an http backend over keep-alive HTTP/1.1."""
 
-    def __init__(self, pki, backend_port, workdir=None, name="nginx"):
+    def __init__(self, pki, backend_port, workdir=None, name="nginx",
+                 health_path="/healthcheck", forwarded_proto=False):
+        """health_path: the backend path that answers 200 once it is ready
+        (Keystone: "/v3"). forwarded_proto: also send X-Forwarded-Proto:
+        https (for a backend that builds its own links, such as Keystone)."""
         self.pki = pki
         self.backend_port = backend_port
         self.name = name
+        self.health_path = health_path
+        self.forwarded_proto = forwarded_proto
         self.dir = Path(workdir) if workdir else make_workdir(name)
         self.port = None
         self.wrong_port = None
@@ -545,6 +551,7 @@ class TlsTerminator:
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
+            {forwarded}
             proxy_request_buffering off;
             proxy_buffering off;
             proxy_read_timeout 300s;
@@ -558,14 +565,18 @@ class TlsTerminator:
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
+            {forwarded}
             proxy_request_buffering off;
             proxy_buffering off;
             proxy_read_timeout 300s;
             proxy_send_timeout 300s;
         }}
     }}"""
-        servers = server.format(port=self.port, cert=self.pki.server_cert, key=self.pki.server_key)
-        servers += server.format(port=self.wrong_port, cert=self.pki.wrong_cert, key=self.pki.wrong_key)
+        forwarded = "proxy_set_header X-Forwarded-Proto https;" if self.forwarded_proto else ""
+        servers = server.format(port=self.port, cert=self.pki.server_cert, key=self.pki.server_key,
+                                forwarded=forwarded)
+        servers += server.format(port=self.wrong_port, cert=self.pki.wrong_cert,
+                                 key=self.pki.wrong_key, forwarded=forwarded)
         return """\
 {user}
 worker_processes 1;
@@ -607,8 +618,8 @@ http {{
         self.proc = Proc(self.name, argv, self.dir / "nginx.stderr")
         # Ready when the TLS port answers the backend's health check.
         try:
-            wait_http_ok(self.url + "/healthcheck", self.proc, timeout,
-                         verify=str(self.pki.ca_cert), what="nginx -> /healthcheck")
+            wait_http_ok(self.url + self.health_path, self.proc, timeout,
+                         verify=str(self.pki.ca_cert), what="nginx -> " + self.health_path)
         except HarnessError as e:
             raise HarnessError("%s\nerror.log:\n%s" % (e, tail(self.dir / "error.log"))) from None
         return self
@@ -628,12 +639,18 @@ http {{
 class BadUpstream:
     """tests/e2e/badupstream.py in the given mode; optional TLS."""
 
-    def __init__(self, mode, cert=None, key=None, workdir=None, delay=None):
+    def __init__(self, mode, cert=None, key=None, workdir=None, delay=None, rules=None):
+        """rules: for mode "rules", the list of rules (see badupstream.py);
+        set_rules() changes them while it runs."""
         self.mode = mode
         self.dir = Path(workdir) if workdir else make_workdir("bad-" + mode)
         self.events = self.dir / "events.log"
+        self.rules_path = self.dir / "rules.json"
         argv = [PYTHON, "-u", HERE / "badupstream.py", "--mode", mode,
                 "--events", self.events]
+        if mode == "rules":
+            self.set_rules(rules or [])
+            argv += ["--rules", self.rules_path]
         if cert:
             argv += ["--cert", cert, "--key", key]
         if delay is not None:
@@ -659,6 +676,11 @@ class BadUpstream:
     @property
     def url(self):
         return "%s://%s:%d" % ("https" if self.tls else "http", LOCAL, self.port)
+
+    def set_rules(self, rules):
+        tmp = self.rules_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rules))
+        os.replace(tmp, self.rules_path)
 
     def connections(self):
         """How many connections it accepted so far."""
@@ -714,8 +736,13 @@ _SECTIONS = ("server", "upstream", "members", "log")
 class Gateway:
     """memberbridge -c FILE, plain http on 127.0.0.1:<free port>."""
 
-    def __init__(self, binary, upstream_url, ca_file, workdir=None, name="gateway", **overrides):
+    def __init__(self, binary, upstream_url, ca_file, workdir=None, name="gateway",
+                 service_auth=None, conf_mode=0o600, **overrides):
+        """service_auth: the [service_auth] keys (dict), written as given.
+        conf_mode: the config file's permissions."""
         self.binary = str(binary)
+        self.service_auth = dict(service_auth or {})
+        self.conf_mode = conf_mode
         self.name = name
         self.dir = Path(workdir) if workdir else make_workdir(name)
         self.port = free_port()
@@ -754,7 +781,12 @@ class Gateway:
             lines.append("[%s]" % section)
             lines += ["%s = %s" % (k, self.settings[k]) for k in keys]
             lines.append("")
+        if self.service_auth:
+            lines.append("[service_auth]")
+            lines += ["%s = %s" % kv for kv in self.service_auth.items()]
+            lines.append("")
         self.conf_path.write_text("\n".join(lines))
+        os.chmod(self.conf_path, self.conf_mode)
 
     @property
     def url(self):

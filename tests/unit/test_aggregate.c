@@ -13,6 +13,9 @@ START_TEST(test_http_done)
         { ACT_ADD, 403, 0 }, { ACT_ADD, 500, 0 }, { ACT_ADD, 0, 0 },
         { ACT_DELETE, 204, 1 }, { ACT_DELETE, 404, 1 }, { ACT_DELETE, 200, 0 },
         { ACT_DELETE, 409, 0 }, { ACT_DELETE, 403, 0 }, { ACT_DELETE, 503, 0 },
+        { ACT_ACCEPT, 200, 1 }, { ACT_ACCEPT, 204, 1 }, { ACT_ACCEPT, 401, 0 },
+        { ACT_ACCEPT, 403, 0 }, { ACT_ACCEPT, 404, 0 }, { ACT_ACCEPT, 409, 0 },
+        { ACT_ACCEPT, 500, 0 }, { ACT_ACCEPT, 302, 0 },
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
         ck_assert_msg(aggregate_http_done(t[i].a, t[i].status) == t[i].done,
@@ -142,6 +145,42 @@ START_TEST(test_body_escaping)
 }
 END_TEST
 
+/* An add with its accept step: a failed accept is a failure of its own; an
+ * accept skipped after a failed add is neither listed nor counted. */
+START_TEST(test_body_accept)
+{
+    mb_outcome o[6] = {
+        { .member_id = "t1", .action = ACT_ADD, .xfer = XFER_HTTP, .http_status = 200, .done = 1 },
+        { .member_id = "t1", .action = ACT_ACCEPT, .xfer = XFER_HTTP, .http_status = 200, .done = 1 },
+        { .member_id = "t2", .action = ACT_ADD, .xfer = XFER_HTTP, .http_status = 409, .done = 1 },
+        { .member_id = "t2", .action = ACT_ACCEPT, .xfer = XFER_BAD_RESPONSE,
+          .message = "no service token: Keystone refused the service credentials (401)" },
+        { .member_id = "t3", .action = ACT_ADD, .xfer = XFER_HTTP, .http_status = 403 },
+        { .member_id = "t3", .action = ACT_ACCEPT, .skipped = 1 },
+    };
+    ck_assert_int_eq(aggregate_status(o, 6), 502);
+    ck_assert_int_eq(aggregate_status(o, 2), 204);
+    ck_assert_int_eq(aggregate_status(o + 4, 2), 403);
+    o[3].done = 1;
+    ck_assert_int_eq(aggregate_status(o, 6), 403);
+    o[3].done = 0;
+    size_t len;
+    char *body = aggregate_body(o, 6, &len);
+    ck_assert_ptr_nonnull(body);
+    ck_assert_str_eq(body,
+        "{\"error\":{\"code\":502,\"title\":\"Bad Gateway\","
+        "\"message\":\"2 of 5 member operations failed\"},"
+        "\"results\":["
+        "{\"member_id\":\"t1\",\"action\":\"add\",\"status\":200,\"done\":true},"
+        "{\"member_id\":\"t1\",\"action\":\"accept\",\"status\":200,\"done\":true},"
+        "{\"member_id\":\"t2\",\"action\":\"add\",\"status\":409,\"done\":true},"
+        "{\"member_id\":\"t2\",\"action\":\"accept\",\"status\":502,\"done\":false,"
+        "\"message\":\"no service token: Keystone refused the service credentials (401)\"},"
+        "{\"member_id\":\"t3\",\"action\":\"add\",\"status\":403,\"done\":false}]}");
+    free(body);
+}
+END_TEST
+
 START_TEST(test_body_empty)
 {
     size_t len = 99;
@@ -165,6 +204,7 @@ static Suite *aggregate_suite(void)
     tcase_add_test(tc, test_body_transport_failures);
     tcase_add_test(tc, test_body_escaping);
     tcase_add_test(tc, test_body_empty);
+    tcase_add_test(tc, test_body_accept);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -59,6 +59,7 @@ static const char *write_file(const char *name, const char *text, size_t len)
 static int load_text(const char *text)
 {
     write_file("t.conf", text, strlen(text));
+    ck_assert_int_eq(chmod(conf_path, 0600), 0);   /* it may hold a password */
     if (c_live)
         conf_free(&c);
     conf_defaults(&c);
@@ -553,6 +554,61 @@ START_TEST(cert_and_key_together)
 }
 END_TEST
 
+#define SERVICE_AUTH "[service_auth]\nauth_url = https://ks.example.com:5000/v3\n" \
+    "username = gw\npassword = pw\nproject_name = service\n"
+
+START_TEST(accept_needs_service_auth)
+{
+    load_err(BASE "[members]\naccept = true\n", 0,
+             "[members] accept = true needs the gateway's own Keystone credentials: "
+             "set [service_auth] auth_url, username, password, project_name");
+    load_err(BASE "[members]\naccept = true\n[service_auth]\nauth_url = https://ks:5000/v3\n"
+                  "username = gw\nuser_domain_name =\n", 0,
+             "set [service_auth] password, project_name, user_domain_name");
+    load_ok(BASE "[members]\naccept = true\n" SERVICE_AUTH);
+    ck_assert_int_eq(c.members.accept, 1);
+    ck_assert_str_eq(c.service_auth.user_domain_name, "Default");
+    ck_assert_str_eq(c.service_auth.project_domain_name, "Default");
+    /* share_private_images needs no service credentials */
+    load_ok(BASE "[members]\nshare_private_images = yes\n");
+    ck_assert_int_eq(c.members.share_private_images, 1);
+    ck_assert_int_eq(c.members.accept, 0);
+    /* auth_url is checked like [upstream] url, and never echoed */
+    load_err(BASE "[service_auth]\nauth_url = ftp://ks/v3\n", 4,
+             "[service_auth] auth_url: the URL does not start with http:// or https://");
+    load_err(BASE "[service_auth]\nauth_url = https://u:pw@ks/v3\n", 4,
+             "must not hold a user name or password");
+    load_ok(BASE "[service_auth]\nauth_url = https://ks:5000/v3/\n");
+    ck_assert_str_eq(c.service_auth.auth_url, "https://ks:5000/v3");
+}
+END_TEST
+
+START_TEST(world_readable_password_refused)
+{
+    const char *text = BASE "[members]\naccept = true\n" SERVICE_AUTH;
+    write_file("t.conf", text, strlen(text));
+    conf_defaults(&c);
+    c_live = 1;
+    ck_assert_int_eq(chmod(conf_path, 0644), 0);
+    ck_assert_int_eq(conf_load(&c, conf_path, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "holds [service_auth] password but every user may read it (mode 0644)"),
+                  "got: %s", err);
+    ck_assert_ptr_null(strstr(err, "pw\n"));
+    /* group-readable is the usual root:memberbridge 0640 */
+    conf_free(&c);
+    conf_defaults(&c);
+    ck_assert_int_eq(chmod(conf_path, 0640), 0);
+    ck_assert_int_eq(conf_load(&c, conf_path, err, sizeof(err)), 0);
+    /* no password, no objection */
+    const char *nopw = BASE "[members]\nshare_private_images = true\n";
+    write_file("t.conf", nopw, strlen(nopw));
+    conf_free(&c);
+    conf_defaults(&c);
+    ck_assert_int_eq(chmod(conf_path, 0644), 0);
+    ck_assert_int_eq(conf_load(&c, conf_path, err, sizeof(err)), 0);
+}
+END_TEST
+
 START_TEST(later_release_keys_refused)
 {
     load_err(BASE "[server]\nworkers = 2\n", 4,
@@ -564,10 +620,6 @@ START_TEST(later_release_keys_refused)
              "[server] tls_key_file is not supported by this version");
     load_err(BASE "[admin]\nlisten = 127.0.0.1:9494\n", 4,
              "[admin] listen is not supported by this version");
-    load_err(BASE "[members]\naccept = true\n", 4,
-             "[members] accept = true is not supported by this version");
-    load_err(BASE "[members]\nshare_private_images = yes\n", 4,
-             "[members] share_private_images = yes is not supported by this version");
     /* their defaults are fine */
     load_ok(BASE "[server]\nworkers = 0\ntls_cert_file =\ntls_key_file =\n"
                  "[admin]\nlisten =\n[members]\naccept = no\nshare_private_images = false\n");
@@ -604,6 +656,8 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, unreadable_ca_file);
     tcase_add_test(tc, cert_and_key_together);
     tcase_add_test(tc, later_release_keys_refused);
+    tcase_add_test(tc, accept_needs_service_auth);
+    tcase_add_test(tc, world_readable_password_refused);
     suite_add_tcase(s, tc);
     return s;
 }

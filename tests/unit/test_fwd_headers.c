@@ -91,7 +91,7 @@ START_TEST(build_copies_end_to_end_headers)
         H("X-Openstack-Request-Id", "req-client"), H("Transfer-Encoding", "chunked"),
         H("X-Empty", ""), H("TE", "trailers"), H("Upgrade", "h2c"),
     };
-    char **l = fwd_headers_build(h, N(h), RID, 1);
+    char **l = fwd_headers_build(h, N(h), RID, "application/json");
     ck_assert_ptr_nonnull(l);
     ck_assert_uint_eq(count(l), 7);
     ck_assert_str_eq(l[0], "X-Auth-Token: gAAAA-token");
@@ -109,7 +109,7 @@ END_TEST
 START_TEST(build_keeps_client_accept)
 {
     mb_header h[] = { H("accept", "application/json; q=0.9"), H("X-Auth-Token", "t") };
-    char **l = fwd_headers_build(h, N(h), RID, 0);
+    char **l = fwd_headers_build(h, N(h), RID, NULL);
     ck_assert_ptr_nonnull(l);
     ck_assert_uint_eq(count(l), 4);
     ck_assert_str_eq(l[0], "accept: application/json; q=0.9");
@@ -123,7 +123,7 @@ END_TEST
 
 START_TEST(build_with_no_headers)
 {
-    char **l = fwd_headers_build(NULL, 0, RID, 0);
+    char **l = fwd_headers_build(NULL, 0, RID, NULL);
     ck_assert_ptr_nonnull(l);
     ck_assert_uint_eq(count(l), 3);
     ck_assert_str_eq(l[0], "X-Openstack-Request-Id: " RID);
@@ -139,7 +139,7 @@ START_TEST(build_drops_connection_named_and_unsafe)
         H("Connection", "close"), H("connection", " X-A ,x-b"), H("X-A", "1"), H("x-B", "2"),
         H("X-C", "3"), H("X-Bad", "a\r\nInjected: 1"), H("Bad Name", "v"), H("X:y", "v"),
     };
-    char **l = fwd_headers_build(h, N(h), RID, 0);
+    char **l = fwd_headers_build(h, N(h), RID, NULL);
     ck_assert_ptr_nonnull(l);
     ck_assert_uint_eq(count(l), 4);
     ck_assert_str_eq(l[0], "X-C: 3");
@@ -151,11 +151,46 @@ START_TEST(build_drops_connection_named_and_unsafe)
 }
 END_TEST
 
+START_TEST(service_headers_carry_only_the_gateway_token)
+{
+    char **l = fwd_headers_service("gAAAA-service", RID, "application/json");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_uint_eq(count(l), 5);
+    ck_assert_str_eq(l[0], "X-Auth-Token: gAAAA-service");
+    ck_assert_str_eq(l[1], "X-Openstack-Request-Id: " RID);
+    ck_assert_str_eq(l[2], "Accept: application/json");
+    ck_assert_str_eq(l[3], "Content-Type: application/json");
+    ck_assert_str_eq(l[4], "Expect:");
+    ck_assert_ptr_null(l[5]);
+    free(l);
+    l = fwd_headers_service("t", NULL, NULL);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_uint_eq(count(l), 4);
+    ck_assert_str_eq(l[0], "X-Auth-Token: t");
+    ck_assert_str_eq(l[1], "X-Openstack-Request-Id;");
+    ck_assert_str_eq(l[3], "Expect:");
+    free(l);
+}
+END_TEST
+
+START_TEST(build_with_patch_content_type)
+{
+    mb_header h[] = { H("X-Auth-Token", "t"), H("Content-Type", "text/plain") };
+    char **l = fwd_headers_build(h, N(h), RID, "application/openstack-images-v2.1-json-patch");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(has_line(l, "Content-Type: application/openstack-images-v2.1-json-patch"), 1);
+    ck_assert_int_eq(has_line(l, "Content-Type: text/plain"), 0);
+    free(l);
+}
+END_TEST
+
 static Suite *fwd_suite(void)
 {
     Suite *s = suite_create("fwd_headers");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, reqid_valid_forms);
+    tcase_add_test(tc, service_headers_carry_only_the_gateway_token);
+    tcase_add_test(tc, build_with_patch_content_type);
     tcase_add_test(tc, reqid_new_is_valid_and_fresh);
     tcase_add_test(tc, dropped_names);
     tcase_add_test(tc, build_copies_end_to_end_headers);

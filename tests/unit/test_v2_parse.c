@@ -38,6 +38,55 @@ START_TEST(test_member_list_glance)
 }
 END_TEST
 
+START_TEST(test_member_list_accepted)
+{
+    const char *body =
+        "{\"members\": [{\"member_id\": \"t1\", \"status\": \"pending\"},"
+        " {\"status\": \"accepted\", \"member_id\": \"t2\", \"x\": {\"status\": \"pending\"}},"
+        " {\"member_id\": \"t3\", \"status\": \"rejected\"},"
+        " {\"member_id\": \"t4\", \"status\": \"accepted \"},"
+        " {\"member_id\": \"t5\", \"meta\": {\"status\": \"accepted\"}},"
+        " {\"member_id\": \"t6\", \"status\": \"pending\", \"status\": \"accepted\"},"
+        " {\"member_id\": \"t7\", \"status\": [\"accepted\"]}]}";
+    static const char *const all[] = { "t1", "t2", "t3", "t4", "t5", "t6", "t7", NULL };
+    static const char *const acc[] = { "t2", "t6", NULL };
+    mb_strset *ids = strset_new(), *accepted = strset_new();
+    ck_assert_int_eq(v2_parse_member_list_accepted(body, strlen(body), ids, accepted), 0);
+    assert_set(ids, all);
+    assert_set(accepted, acc);
+    strset_free(ids);
+    strset_free(accepted);
+}
+END_TEST
+
+START_TEST(test_image_visibility)
+{
+    char v[16];
+    const char *img = "{\"id\": \"i1\", \"properties\": {\"visibility\": \"public\"},"
+                      " \"tags\": [{\"visibility\": \"community\"}], \"visibility\": \"private\","
+                      " \"size\": 12, \"checksum\": null}";
+    ck_assert_int_eq(v2_parse_image_visibility(img, strlen(img), v, sizeof(v)), 0);
+    ck_assert_str_eq(v, "private");
+    const char *shared = "{\"visibility\":\"shared\"}";
+    ck_assert_int_eq(v2_parse_image_visibility(shared, strlen(shared), v, sizeof(v)), 0);
+    ck_assert_str_eq(v, "shared");
+    /* refused: no visibility, not a string, nested only, too long, not an object, bad JSON */
+    static const char *const bad[] = {
+        "{\"id\": \"i1\"}", "{\"visibility\": null}", "{\"visibility\": 3}",
+        "{\"visibility\": {\"a\": \"private\"}}", "{\"x\": {\"visibility\": \"private\"}}",
+        "{\"visibility\": \"aaaaaaaaaaaaaaaaaaaaaaaaa\"}", "[{\"visibility\": \"private\"}]",
+        "\"private\"", "{\"visibility\": \"private\"", "", NULL };
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        ck_assert_msg(v2_parse_image_visibility(bad[i], strlen(bad[i]), v, sizeof(v)) == -1,
+                      "accepted: %s", bad[i]);
+        ck_assert_str_eq(v, "");
+    }
+    /* the last one wins, and a later non-string un-sets it */
+    const char *twice = "{\"visibility\": \"private\", \"visibility\": [1]}";
+    ck_assert_int_eq(v2_parse_image_visibility(twice, strlen(twice), v, sizeof(v)), -1);
+}
+END_TEST
+
 START_TEST(test_member_list_empty)
 {
     static const char *const want[] = { NULL };
@@ -314,6 +363,8 @@ static Suite *v2_parse_suite(void)
     TCase *tc = tcase_create("lists");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_member_list_glance);
+    tcase_add_test(tc, test_member_list_accepted);
+    tcase_add_test(tc, test_image_visibility);
     tcase_add_test(tc, test_member_list_empty);
     tcase_add_test(tc, test_member_list_nested_ids);
     tcase_add_test(tc, test_member_list_duplicates);
