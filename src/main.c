@@ -105,8 +105,11 @@ static int run(const mb_conf *conf)
         .max_response_bytes = MAX_RESPONSE_BYTES,
     };
 
-    /* In-flight requests wait at most for their slowest upstream call. */
-    a.grace_seconds = (long)conf->upstream.request_timeout + conf->upstream.connect_timeout + 5;
+    /* In-flight requests wait at most for their longest chain of upstream
+     * calls: one call; with accept also a token request and the PUT; with
+     * share_private_images also the look, the change and the add again. */
+    long steps = 1 + (conf->members.accept ? 2 : 0) + (conf->members.share_private_images ? 3 : 0);
+    a.grace_seconds = steps * ((long)conf->upstream.request_timeout + conf->upstream.connect_timeout) + 5;
     if ((a.base = event_base_new()) == NULL) {
         log_error("cannot create the event loop");
         return 1;

@@ -42,7 +42,7 @@
 typedef enum {
     STAGE_IDLE = 0,
     STAGE_ADD,          /* POST .../members */
-    STAGE_ADD_CHECK,    /* GET .../members/{m} after a 413 */
+    STAGE_ADD_CHECK,    /* GET .../members/{m} after a 413, or (accept) after a 409 */
     STAGE_DELETE,       /* DELETE .../members/{m} */
     STAGE_SHARE_WAIT,   /* add refused 403: waiting for the image to be made shared */
     STAGE_TOKEN_WAIT,   /* waiting for the gateway's service token */
@@ -54,8 +54,8 @@ typedef enum {
 typedef enum {
     SHARE_UNKNOWN = 0,  /* not looked at */
     SHARE_RUNNING,      /* GET image / PATCH visibility in flight */
-    SHARE_MADE,         /* it was private and is shared now: send refused adds again */
-    SHARE_NOT_PRIVATE,  /* not private (or not visible): the 403s stand */
+    SHARE_SHARED,       /* shared now (made so here, or meanwhile): send refused adds again */
+    SHARE_NOT_PRIVATE,  /* public, community, or not visible: the 403s stand */
     SHARE_FAILED        /* the look or the change failed: x->share_fail says how */
 } share_state;
 
@@ -84,7 +84,7 @@ struct mb_exchange {
     mb_strset       *members;      /* add: to add; replace: desired */
     mb_strset       *current;      /* replace: current members; shared: image ids */
     mb_strset       *to_add, *to_delete;
-    mb_strset       *to_accept;    /* replace with accept: kept, not accepted yet */
+    mb_strset       *pending;      /* replace with accept: current members still pending */
 
     mb_outcome      *outcomes;     /* add/replace: one per member operation */
     size_t           noutcomes;
@@ -97,6 +97,9 @@ struct mb_exchange {
     mb_call         *share_call;   /* share_private_images: GET image / PATCH */
     share_state      share;
     mb_outcome       share_fail;   /* SHARE_FAILED: how */
+    int              replace_waits_share; /* a replace's list waits for the share look */
+    int              relisted;     /* a replace listed again after the image was shared */
+    int              auth_failure_logged;
     size_t           pages;
     mb_outcome       fail;         /* shared images: first failed check */
     int              failed_any;
@@ -148,7 +151,7 @@ static void exchange_free(mb_exchange *x)
     strset_free(x->current);
     strset_free(x->to_add);
     strset_free(x->to_delete);
-    strset_free(x->to_accept);
+    strset_free(x->pending);
     free(x->image_enc);
     free(x->member_enc);
     free(x);
@@ -305,12 +308,42 @@ static void job_issue(job *j, job_stage stage)
 static void job_step_done(job *j)
 {
     mb_outcome *o = &j->x->outcomes[j->idx];
-    if (j->acc != NO_ACCEPT && j->acc != j->idx) {
+    if (j->acc != NO_ACCEPT) {
         if (o->done) {
             job_accept(j);
             return;
         }
         j->x->outcomes[j->acc].skipped = 1;   /* nothing to accept */
+    }
+    job_end(j);
+}
+
+/* A member that existed already (409, or found after a 413): the GET of it
+ * says its status. Pending: accept it. Accepted: nothing to do. Rejected:
+ * the member said no; that is left as it is (the accept is not listed). An
+ * unreadable answer: the PUT settles it. */
+static void accept_by_status(job *j, const mb_response *r)
+{
+    mb_exchange *x = j->x;
+    mb_outcome *a = &x->outcomes[j->acc];
+    char status[16];
+
+    if (r->xfer != XFER_HTTP || r->status != 200
+        || v2_parse_top_string(r->body, r->body_len, "status", status, sizeof(status)) != 0) {
+        job_accept(j);
+        return;
+    }
+    if (strcmp(status, "accepted") == 0) {
+        a->xfer = XFER_HTTP;
+        a->http_status = 200;
+        a->done = 1;
+    } else if (strcmp(status, "rejected") == 0) {
+        a->skipped = 1;
+        log_info("%s client=%s: member %s rejected image %s; left rejected", x->env.request_id,
+                 x->env.client, a->member_id, x->image_id);
+    } else {
+        job_accept(j);
+        return;
     }
     job_end(j);
 }
@@ -323,6 +356,12 @@ static void on_member_call(const mb_response *r, void *arg)
     job_stage stage = j->stage;
 
     j->call = NULL;
+    if (stage == STAGE_ADD_CHECK && o->done) {
+        /* a 409 with [members] accept: only the member's status was wanted */
+        count_call(x, r->xfer == XFER_HTTP && r->status == 200);
+        accept_by_status(j, r);
+        return;
+    }
     if (stage == STAGE_ADD_CHECK) {
         /* A 413 to the POST, then: is it a member anyway? */
         int ok = r->xfer == XFER_HTTP && r->status == 200;
@@ -330,6 +369,10 @@ static void on_member_call(const mb_response *r, void *arg)
         count_call(x, ok || absent);
         if (ok) {
             o->done = 1;
+            if (j->acc != NO_ACCEPT) {
+                accept_by_status(j, r);
+                return;
+            }
         } else if (!absent) {
             /* the check itself failed: report that (502/504), not the 413 */
             log_call_failure(x, "GET", o->member_id, r);
@@ -354,6 +397,11 @@ static void on_member_call(const mb_response *r, void *arg)
         job_issue(j, STAGE_ADD_CHECK);
         return;
     }
+    if (stage == STAGE_ADD && r->xfer == XFER_HTTP && r->status == 409 && j->acc != NO_ACCEPT) {
+        /* a member already: accept it only if it is pending (a rejection stands) */
+        job_issue(j, STAGE_ADD_CHECK);
+        return;
+    }
     job_step_done(j);
 }
 
@@ -373,8 +421,10 @@ static void accept_fail_auth(job *j, const mb_svc_error *err)
     o->http_status = 0;
     free(o->message);
     o->message = strdup(msg);
-    log_error("%s client=%s: member %s of image %s added but not accepted: %s",
-              x->env.request_id, x->env.client, o->member_id, x->image_id, msg);
+    if (!x->auth_failure_logged)   /* once per request: svc_auth logs each fetch */
+        log_error("%s client=%s: members of image %s added but not accepted: %s",
+                  x->env.request_id, x->env.client, x->image_id, msg);
+    x->auth_failure_logged = 1;
     job_end(j);
 }
 
@@ -476,6 +526,12 @@ static void on_accept(const mb_response *r, void *arg)
 
 /* ---- share_private_images: a private image becomes shared --------------- */
 
+static void replace_plan(mb_exchange *x, const mb_response *list);
+static void on_replace_list(const mb_response *r, void *arg);
+static int start_single(mb_exchange *x, int on_member, const char *method, mb_call_cb cb);
+
+/* Adds refused 403 wait (STAGE_SHARE_WAIT) for the look at the image: now
+ * they are sent again once, or keep their 403, or fail as the look did. */
 static void share_resume(mb_exchange *x)
 {
     size_t left = 0;
@@ -488,15 +544,15 @@ static void share_resume(mb_exchange *x)
             continue;
         left--;
         mb_outcome *o = &x->outcomes[j->idx];
-        if (x->share == SHARE_MADE) {
+        if (x->share == SHARE_SHARED) {
             j->reposted = 1;
             job_issue(j, STAGE_ADD);
             continue;
         }
         if (x->share == SHARE_NOT_PRIVATE)
             log_warning("%s client=%s: upstream answered 403 to POST member %s (the image is "
-                        "not private, or not the caller's)", x->env.request_id, x->env.client,
-                        o->member_id);
+                        "public or community, or not the caller's to see)", x->env.request_id,
+                        x->env.client, o->member_id);
         if (x->share == SHARE_FAILED) {
             o->xfer = x->share_fail.xfer;
             o->http_status = x->share_fail.http_status;
@@ -504,6 +560,34 @@ static void share_resume(mb_exchange *x)
             o->message = x->share_fail.message ? strdup(x->share_fail.message) : NULL;
         }
         job_step_done(j);
+    }
+}
+
+/* The look at the image is over (x->share says how): go on with whatever
+ * waited for it. */
+static void share_settled(mb_exchange *x)
+{
+    if (!x->replace_waits_share) {
+        share_resume(x);
+        return;
+    }
+    /* a replace whose member list was refused (the image is not shared) */
+    x->replace_waits_share = 0;
+    switch (x->share) {
+    case SHARE_SHARED:
+        /* list again: a private image keeps its old member rows hidden, and
+         * they are members again now; the replace must see (and remove) them */
+        x->relisted = 1;
+        if (start_single(x, 0, "GET", on_replace_list) != 0)
+            finish_error(x, 500, "out of memory");
+        return;
+    case SHARE_FAILED:
+        finish_error(x, aggregate_failure_status(&x->share_fail),
+                     x->share_fail.message ? x->share_fail.message : "upstream failure");
+        return;
+    default:
+        replace_plan(x, NULL);   /* not private: no members; its adds get the 403 */
+        return;
     }
 }
 
@@ -518,7 +602,7 @@ static void share_failed(mb_exchange *x, const mb_response *r, const char *doing
     free(f->message);
     f->message = strdup(msg);
     x->share = SHARE_FAILED;
-    share_resume(x);
+    share_settled(x);
 }
 
 static void on_share_patch(const mb_response *r, void *arg)
@@ -534,8 +618,8 @@ static void on_share_patch(const mb_response *r, void *arg)
     }
     log_info("%s client=%s: image %s was private and is now shared ([members] share_private_images)",
              x->env.request_id, x->env.client, x->image_id);
-    x->share = SHARE_MADE;
-    share_resume(x);
+    x->share = SHARE_SHARED;
+    share_settled(x);
 }
 
 static void on_share_image(const mb_response *r, void *arg)
@@ -548,7 +632,7 @@ static void on_share_image(const mb_response *r, void *arg)
     count_call(x, ok || hidden);
     if (hidden) {                 /* not the caller's to see: the 403s stand */
         x->share = SHARE_NOT_PRIVATE;
-        share_resume(x);
+        share_settled(x);
         return;
     }
     if (!ok) {
@@ -556,7 +640,7 @@ static void on_share_image(const mb_response *r, void *arg)
         share_failed(x, r, "could not be looked at");
         return;
     }
-    if (v2_parse_image_visibility(r->body, r->body_len, visibility, sizeof(visibility)) != 0) {
+    if (v2_parse_top_string(r->body, r->body_len, "visibility", visibility, sizeof(visibility)) != 0) {
         mb_response bad = *r;
         bad.xfer = XFER_BAD_RESPONSE;
         bad.error = "the upstream's image could not be read";
@@ -564,9 +648,16 @@ static void on_share_image(const mb_response *r, void *arg)
         share_failed(x, &bad, "could not be looked at");
         return;
     }
-    if (strcmp(visibility, "private") != 0) {   /* public, community, shared: never changed */
+    if (strcmp(visibility, "shared") == 0) {
+        /* shared meanwhile (another request did it): the refused adds go
+         * again once; if the 403 had another reason, it comes back */
+        x->share = SHARE_SHARED;
+        share_settled(x);
+        return;
+    }
+    if (strcmp(visibility, "private") != 0) {   /* public, community: never changed */
         x->share = SHARE_NOT_PRIVATE;
-        share_resume(x);
+        share_settled(x);
         return;
     }
     char *path = NULL;
@@ -585,27 +676,9 @@ static void on_share_image(const mb_response *r, void *arg)
     }
 }
 
-/* An add was refused 403 with share_private_images on. */
-static void share_look(job *j)
+/* Looks at the image (GET with the caller's headers), once per exchange. */
+static void share_start(mb_exchange *x)
 {
-    mb_exchange *x = j->x;
-    switch (x->share) {
-    case SHARE_MADE:              /* shared since this add was sent */
-        j->reposted = 1;
-        job_issue(j, STAGE_ADD);
-        return;
-    case SHARE_RUNNING:
-        j->stage = STAGE_SHARE_WAIT;
-        return;
-    case SHARE_NOT_PRIVATE:
-    case SHARE_FAILED:
-        j->stage = STAGE_SHARE_WAIT;
-        share_resume(x);
-        return;
-    case SHARE_UNKNOWN:
-        break;
-    }
-    j->stage = STAGE_SHARE_WAIT;
     x->share = SHARE_RUNNING;
     char *path = NULL;
     if (asprintf(&path, "/v2/images/%s", x->image_enc) >= 0) {
@@ -618,18 +691,34 @@ static void share_look(job *j)
     }
 }
 
+/* An add was refused 403 with share_private_images on. */
+static void share_look(job *j)
+{
+    mb_exchange *x = j->x;
+    j->stage = STAGE_SHARE_WAIT;
+    switch (x->share) {
+    case SHARE_SHARED:            /* shared since this add was sent */
+        j->reposted = 1;
+        job_issue(j, STAGE_ADD);
+        return;
+    case SHARE_RUNNING:
+        return;
+    case SHARE_NOT_PRIVATE:
+    case SHARE_FAILED:
+        share_resume(x);
+        return;
+    case SHARE_UNKNOWN:
+        share_start(x);
+        return;
+    }
+}
+
 static void start_member_job(size_t idx, void *arg)
 {
     mb_exchange *x = arg;
     job *j = &x->jobs[idx];
-    mb_action a = x->outcomes[j->idx].action;
-    if (a == ACT_ACCEPT)
-        job_accept(j);
-    else
-        job_issue(j, a == ACT_ADD ? STAGE_ADD : STAGE_DELETE);
+    job_issue(j, x->outcomes[j->idx].action == ACT_ADD ? STAGE_ADD : STAGE_DELETE);
 }
-
-static int start_single(mb_exchange *x, int on_member, const char *method, mb_call_cb cb);
 
 static void members_finish(mb_exchange *x)
 {
@@ -683,17 +772,14 @@ static void members_all_done(void *arg)
 
 /* Allocates the jobs and their outcomes and runs them: one job per member
  * of `add` (its add, then with [members] accept its accept), one per member
- * of `accept` (an accept only: a replace keeps a member not accepted yet),
- * one per member of `del` (its delete). Any set may be NULL. */
-static int run_member_jobs(mb_exchange *x, const mb_strset *add, const mb_strset *accept,
-                           const mb_strset *del)
+ * of `del` (its delete). Either set may be NULL. */
+static int run_member_jobs(mb_exchange *x, const mb_strset *add, const mb_strset *del)
 {
     int with_accept = x->env.conf->members.accept;
     size_t nadd = add ? strset_count(add) : 0;
-    size_t nacc = accept ? strset_count(accept) : 0;
     size_t ndel = del ? strset_count(del) : 0;
-    size_t njobs = nadd + nacc + ndel;
-    size_t nout = nadd * (with_accept ? 2 : 1) + nacc + ndel;
+    size_t njobs = nadd + ndel;
+    size_t nout = nadd * (with_accept ? 2 : 1) + ndel;
 
     x->outcomes = calloc(nout ? nout : 1, sizeof(*x->outcomes));
     x->jobs = calloc(njobs ? njobs : 1, sizeof(*x->jobs));
@@ -704,19 +790,17 @@ static int run_member_jobs(mb_exchange *x, const mb_strset *add, const mb_strset
     size_t k = 0;
     for (size_t i = 0; i < njobs; i++) {
         job *j = &x->jobs[i];
-        mb_action a = i < nadd ? ACT_ADD : i < nadd + nacc ? ACT_ACCEPT : ACT_DELETE;
-        const char *m = a == ACT_ADD ? strset_get(add, i)
-                      : a == ACT_ACCEPT ? strset_get(accept, i - nadd)
-                      : strset_get(del, i - nadd - nacc);
+        mb_action a = i < nadd ? ACT_ADD : ACT_DELETE;
         j->x = x;
         j->idx = k;
-        j->acc = a == ACT_ACCEPT ? k : NO_ACCEPT;
+        j->acc = NO_ACCEPT;
         x->outcomes[k].action = a;
-        x->outcomes[k++].member_id = m;
+        x->outcomes[k++].member_id = a == ACT_ADD ? strset_get(add, i) : strset_get(del, i - nadd);
         if (a == ACT_ADD && with_accept) {
             j->acc = k;
             x->outcomes[k].action = ACT_ACCEPT;
-            x->outcomes[k++].member_id = m;
+            x->outcomes[k].member_id = x->outcomes[k - 1].member_id;
+            k++;
         }
     }
     fanout_init(&x->fan, njobs, (size_t)x->env.conf->members.concurrency,
@@ -798,42 +882,56 @@ static void on_replace_list(const mb_response *r, void *arg)
         finish_single_failure(x, r, "could not list the current members");
         return;
     }
+    if (not_shared && x->env.conf->members.share_private_images && !x->relisted
+        && strset_count(x->members) > 0) {
+        /* maybe private: look first (and list again once it is shared) */
+        x->replace_waits_share = 1;
+        share_start(x);
+        return;
+    }
+    replace_plan(x, ok ? r : NULL);
+}
+
+/* Plans and runs a replace from the current member list (NULL: none). */
+static void replace_plan(mb_exchange *x, const mb_response *list)
+{
+    int accept = x->env.conf->members.accept;
     x->current = strset_new();
     x->to_add = strset_new();
     x->to_delete = strset_new();
-    if (x->current == NULL || x->to_add == NULL || x->to_delete == NULL) {
+    x->pending = strset_new();
+    if (x->current == NULL || x->to_add == NULL || x->to_delete == NULL || x->pending == NULL) {
         finish_error(x, 500, "out of memory");
         return;
     }
-    mb_strset *accepted = x->env.conf->members.accept ? strset_new() : NULL;
-    if (x->env.conf->members.accept && (accepted == NULL || (x->to_accept = strset_new()) == NULL)) {
-        strset_free(accepted);
-        finish_error(x, 500, "out of memory");
-        return;
-    }
-    if (ok && v2_parse_member_list_accepted(r->body, r->body_len, x->current, accepted) != 0) {
-        strset_free(accepted);
+    if (list != NULL && v2_parse_member_list_status(list->body, list->body_len, x->current,
+                                                    "pending", x->pending) != 0) {
         log_error("%s: upstream member list is not a v2 member list", x->env.request_id);
         finish_error(x, 502, "the upstream's member list could not be read");
         return;
     }
-    /* [members] accept: members the replace keeps are accepted too */
-    for (size_t i = 0; accepted != NULL && i < strset_count(x->members); i++) {
-        const char *m = strset_get(x->members, i);
-        size_t ml = strlen(m);
-        if (strset_contains(x->current, m, ml) && !strset_contains(accepted, m, ml)
-            && strset_add(x->to_accept, m, ml) < 0) {
-            strset_free(accepted);
-            finish_error(x, 500, "out of memory");
-            return;
+    if (plan_replace(x->members, x->current, x->to_add, x->to_delete) != 0)
+        goto oom;
+    if (accept) {
+        /* [members] accept: a kept member still pending is added again (the
+         * caller's own POST, answered 409, shows it may) and then accepted;
+         * in the order the members were listed */
+        strset_free(x->to_add);
+        if ((x->to_add = strset_new()) == NULL)
+            goto oom;
+        for (size_t i = 0; i < strset_count(x->members); i++) {
+            const char *m = strset_get(x->members, i);
+            size_t ml = strlen(m);
+            if ((!strset_contains(x->current, m, ml) || strset_contains(x->pending, m, ml))
+                && strset_add(x->to_add, m, ml) < 0)
+                goto oom;
         }
     }
-    strset_free(accepted);
-    if (plan_replace(x->members, x->current, x->to_add, x->to_delete) != 0
-        || run_member_jobs(x, x->to_add, x->to_accept, x->to_delete) != 0) {
-        finish_error(x, 500, "out of memory");
-        return;
-    }
+    if (run_member_jobs(x, x->to_add, x->to_delete) != 0)
+        goto oom;
+    return;
+oom:
+    finish_error(x, 500, "out of memory");
 }
 
 /* ---- shared images ----------------------------------------------------- */
@@ -1029,7 +1127,7 @@ int members_start(const mb_members_env *env, const mb_route *route,
     case OP_ADD:
         if (x->members == NULL)
             goto fail;
-        if (run_member_jobs(x, x->members, NULL, NULL) != 0)
+        if (run_member_jobs(x, x->members, NULL) != 0)
             goto fail;
         return 0;
     case OP_REPLACE:

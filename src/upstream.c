@@ -298,6 +298,8 @@ static void call_free(mb_call *call)
     }
     if (call->timer)
         event_free(call->timer);
+    for (struct curl_slist *h = call->headers; h != NULL; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));   /* X-Auth-Token lines */
     curl_slist_free_all(call->headers);
 
     if (call->prev)

@@ -54,7 +54,8 @@ typedef struct {
     const char *id_key;       /* "member_id" or "id" */
     int         want_next;
     mb_strset  *out;
-    mb_strset  *accepted;     /* NULL, or: entries whose "status" is "accepted" */
+    const char *status;       /* with `with_status`: the status wanted */
+    mb_strset  *with_status;  /* NULL, or: entries whose "status" is `status` */
     char       *next;
     list_frame  frames[V2_MAX_DEPTH];
     size_t      depth;
@@ -62,7 +63,7 @@ typedef struct {
     int         seen_list;
     char       *entry_id;     /* the current entry's id until it closes */
     size_t      entry_id_len;
-    int         entry_accepted;
+    int         entry_match;
 } list_parser;
 
 static int lp_push(list_parser *p, list_frame f)
@@ -93,7 +94,7 @@ static int lp_value(list_parser *p, list_value k, const unsigned char *s, size_t
             return 0;
         free(p->entry_id);
         p->entry_id = NULL;
-        p->entry_accepted = 0;
+        p->entry_match = 0;
         return lp_push(p, LF_ENTRY);
     default:
         break;
@@ -122,7 +123,7 @@ static int lp_value(list_parser *p, list_value k, const unsigned char *s, size_t
         }
         return container ? lp_push(p, LF_SKIP) : 1;   /* not a link: none */
     case LS_STATUS:       /* a repeated key: last wins */
-        p->entry_accepted = k == LV_STRING && len == 8 && memcmp(s, "accepted", 8) == 0;
+        p->entry_match = k == LV_STRING && len == strlen(p->status) && memcmp(s, p->status, len) == 0;
         return container ? lp_push(p, LF_SKIP) : 1;
     case LS_SKIP:
         break;
@@ -177,7 +178,7 @@ static int lp_map_key(void *ctx, const unsigned char *key, size_t len)
     case LF_ENTRY:
         if (key_is(key, len, p->id_key))
             p->key_slot = LS_ID;
-        else if (p->accepted != NULL && key_is(key, len, "status"))
+        else if (p->with_status != NULL && key_is(key, len, "status"))
             p->key_slot = LS_STATUS;
         break;
     default:
@@ -196,8 +197,8 @@ static int lp_end_map(void *ctx)
     if (p->entry_id == NULL)
         return 0;
     int rc = strset_add(p->out, p->entry_id, p->entry_id_len) >= 0;
-    if (rc && p->accepted != NULL && p->entry_accepted)
-        rc = strset_add(p->accepted, p->entry_id, p->entry_id_len) >= 0;
+    if (rc && p->with_status != NULL && p->entry_match)
+        rc = strset_add(p->with_status, p->entry_id, p->entry_id_len) >= 0;
     free(p->entry_id);
     p->entry_id = NULL;
     return rc;
@@ -233,14 +234,14 @@ static int parse_list(list_parser *p, const char *buf, size_t len)
 
 int v2_parse_member_list(const char *buf, size_t len, mb_strset *out)
 {
-    return v2_parse_member_list_accepted(buf, len, out, NULL);
+    return v2_parse_member_list_status(buf, len, out, NULL, NULL);
 }
 
-int v2_parse_member_list_accepted(const char *buf, size_t len, mb_strset *out,
-                                  mb_strset *accepted)
+int v2_parse_member_list_status(const char *buf, size_t len, mb_strset *out,
+                                const char *status, mb_strset *with_status)
 {
     list_parser p = { .list_key = "members", .id_key = "member_id", .out = out,
-                      .accepted = accepted };
+                      .status = status, .with_status = status ? with_status : NULL };
     return parse_list(&p, buf, len);
 }
 
@@ -256,74 +257,75 @@ int v2_parse_image_list(const char *buf, size_t len, mb_strset *ids, char **next
     return rc;
 }
 
-/* ---- one image: its "visibility" ---- */
+/* ---- one object's top-level string: an image's "visibility", a member's "status" ---- */
 
 typedef struct {
     size_t depth;
-    int    slot;          /* the next value is the top-level "visibility" */
+    const char *key;
+    int    slot;          /* the next value is the top-level key's */
     int    seen;
     char  *out;
     size_t outlen;
-} vis_parser;
+} top_parser;
 
-static int vp_open_map(void *ctx)
+static int tp_open_map(void *ctx)
 {
-    vis_parser *p = ctx;
+    top_parser *p = ctx;
     if (p->slot == 1)
-        p->seen = 0;                    /* "visibility": {...}: unknown */
+        p->seen = 0;                    /* "<key>": {...}: unknown */
     p->slot = 0;
     return ++p->depth <= V2_MAX_DEPTH;
 }
 
-static int vp_open_array(void *ctx)
+static int tp_open_array(void *ctx)
 {
-    vis_parser *p = ctx;
+    top_parser *p = ctx;
     if (p->depth == 0)
         return 0;                       /* the document must be an object */
-    return vp_open_map(ctx);
+    return tp_open_map(ctx);
 }
 
-static int vp_close(void *ctx)
+static int tp_close(void *ctx)
 {
-    vis_parser *p = ctx;
+    top_parser *p = ctx;
     p->depth--;
     return 1;
 }
 
-static int vp_key(void *ctx, const unsigned char *key, size_t len)
+static int tp_key(void *ctx, const unsigned char *key, size_t len)
 {
-    vis_parser *p = ctx;
-    p->slot = p->depth == 1 && key_is(key, len, "visibility");
+    top_parser *p = ctx;
+    p->slot = p->depth == 1 && key_is(key, len, p->key);
     return 1;
 }
 
-static int vp_scalar(void *ctx)
+static int tp_scalar(void *ctx)
 {
-    vis_parser *p = ctx;
+    top_parser *p = ctx;
     if (p->depth == 0)
         return 0;
     if (p->slot == 1)
-        p->seen = 0;                    /* "visibility": null or a number: unknown */
+        p->seen = 0;                    /* "<key>": null or a number: unknown */
     p->slot = 0;
     return 1;
 }
 
-static int vp_bool(void *ctx, int v)
+static int tp_bool(void *ctx, int v)
 {
     (void)v;
-    return vp_scalar(ctx);
+    return tp_scalar(ctx);
 }
 
-static int vp_number(void *ctx, const char *s, size_t len)
+static int tp_number(void *ctx, const char *s, size_t len)
 {
     (void)s;
     (void)len;
-    return vp_scalar(ctx);
+    return tp_scalar(ctx);
 }
 
-static int vp_string(void *ctx, const unsigned char *s, size_t len)
+static int tp_string(void *ctx, const unsigned char *s, size_t len)
 {
-    vis_parser *p = ctx;
+    top_parser *p = ctx;
     if (p->depth == 0)
         return 0;
     if (p->slot == 1) {
@@ -337,25 +339,25 @@ static int vp_string(void *ctx, const unsigned char *s, size_t len)
     return 1;
 }
 
-static const yajl_callbacks vis_callbacks = {
-    .yajl_null = vp_scalar,
-    .yajl_boolean = vp_bool,
-    .yajl_number = vp_number,
-    .yajl_string = vp_string,
-    .yajl_start_map = vp_open_map,
-    .yajl_map_key = vp_key,
-    .yajl_end_map = vp_close,
-    .yajl_start_array = vp_open_array,
-    .yajl_end_array = vp_close,
+static const yajl_callbacks top_callbacks = {
+    .yajl_null = tp_scalar,
+    .yajl_boolean = tp_bool,
+    .yajl_number = tp_number,
+    .yajl_string = tp_string,
+    .yajl_start_map = tp_open_map,
+    .yajl_map_key = tp_key,
+    .yajl_end_map = tp_close,
+    .yajl_start_array = tp_open_array,
+    .yajl_end_array = tp_close,
 };
 
-int v2_parse_image_visibility(const char *buf, size_t len, char *out, size_t outlen)
+int v2_parse_top_string(const char *buf, size_t len, const char *key, char *out, size_t outlen)
 {
-    vis_parser p = { .out = out, .outlen = outlen };
+    top_parser p = { .key = key, .out = out, .outlen = outlen };
     if (outlen == 0)
         return -1;
     out[0] = '\0';
-    if (run_yajl(&vis_callbacks, &p, buf, len) != 0 || !p.seen) {
+    if (run_yajl(&top_callbacks, &p, buf, len) != 0 || !p.seen) {
         out[0] = '\0';
         return -1;
     }

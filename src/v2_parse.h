@@ -9,16 +9,17 @@
 /* {"members": [{"member_id": "...", ...}, ...], ...} -> member ids added to
  * out, in order. Returns 0, or -1 when the body is not such a document. */
 int v2_parse_member_list(const char *buf, size_t len, mb_strset *out);
-/* The same, and the members whose "status" is "accepted" also added to
- * accepted (when not NULL). */
-int v2_parse_member_list_accepted(const char *buf, size_t len, mb_strset *out,
-                                  mb_strset *accepted);
+/* The same, and the members whose "status" is `status` ("pending",
+ * "accepted"...) also added to with_status (when both are not NULL). */
+int v2_parse_member_list_status(const char *buf, size_t len, mb_strset *out,
+                                const char *status, mb_strset *with_status);
 
-/* {"id": ..., "visibility": "private", ...} (GET /v2/images/{id}) -> the
- * top-level "visibility" string copied into out (NUL-terminated). Returns 0,
- * or -1 when the body is not an object with a string "visibility" shorter
- * than outlen. */
-int v2_parse_image_visibility(const char *buf, size_t len, char *out, size_t outlen);
+/* The top-level string `key` of a JSON object, copied into out
+ * (NUL-terminated): an image's "visibility" (GET /v2/images/{id}), a
+ * member's "status" (GET .../members/{m}). Nested keys of the same name do
+ * not count; a repeated key: the last wins. Returns 0, or -1 when the body is
+ * not an object whose `key` is a string shorter than outlen. */
+int v2_parse_top_string(const char *buf, size_t len, const char *key, char *out, size_t outlen);
 
 /* {"images": [{"id": "...", ...}, ...], "next": "/v2/images?..."} -> image
  * ids added to ids; *next set to a malloc'd copy of "next" when present and

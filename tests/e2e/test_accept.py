@@ -136,6 +136,50 @@ def test_readd_of_pending_member_accepts_it(accept_gateway, keystone_glance, own
     assert image in keystone_glance.image_ids_as(member_account.token())
 
 
+def test_rejected_member_stays_rejected(accept_gateway, keystone_glance, owner_account,
+                                        member_account):
+    # The member said no (v2): a v1 add or replace by the owner does not
+    # overturn that with the gateway's admin token.
+    token = owner_account.token()
+    image = keystone_glance.create_image_as(token)
+    m = member_account.project_id
+    assert keystone_glance.call("POST", "/v2/images/%s/members" % image, token,
+                                json={"member": m}).status_code == 200
+    r = keystone_glance.call("PUT", "/v2/images/%s/members/%s" % (image, m), member_account.token(),
+                             json={"status": "rejected"})
+    assert r.status_code == 200, r.text
+    r = call(accept_gateway, "PUT", "/v1/images/%s/members/%s" % (image, m), token)
+    assert r.status_code == 204, r.text
+    r = call(accept_gateway, "PUT", "/v1/images/%s/members" % image, token,
+             body={"memberships": [{"member_id": m}]})
+    assert r.status_code == 204, r.text
+    assert keystone_glance.members_as(image, token) == {m: "rejected"}
+    assert log_count(accept_gateway, "rejected image %s; left rejected" % image) == 1
+
+
+def test_no_accept_without_the_callers_own_write(make_gateway, bad_upstream,
+                                                gateway_service_account):
+    # A caller who may list but not add (the upstream refuses its POST 403)
+    # gets no accept from the gateway's admin token: not for a pending member
+    # a replace keeps, not for a re-add.
+    up = bad_upstream("rules", rules=[
+        {"method": "GET", "path": "/v2/images/i1/members$", "status": 200,
+         "body": {"members": [{"member_id": "m1", "image_id": "i1", "status": "pending"}]}},
+        {"method": "POST", "path": "/v2/images/i1/members$", "status": 403,
+         "body": {"message": "You are not authorized to complete add_member action."}},
+        {"method": "PUT", "path": ".*", "status": 200, "body": {"status": "accepted"}},
+    ])
+    gw = make_gateway(upstream=up, accept="true", service_auth=gateway_service_account.service_auth())
+    for method, path, body in (("PUT", "/v1/images/i1/members", {"memberships": [{"member_id": "m1"}]}),
+                               ("PUT", "/v1/images/i1/members/m1", None)):
+        r = call(gw, method, path, "reader-token", body=body)
+        assert r.status_code == 403, r.text
+        assert [(x["member_id"], x["action"], x["done"]) for x in r.json()["results"]] == \
+            [("m1", "add", False)]
+    assert not any(" PUT " in line for line in up.requests_seen())
+    assert log_count(gw, OBTAINED) == 0
+
+
 def test_user_token_rejected_is_401_nothing_changed(accept_gateway, keystone_glance,
                                                     owner_account):
     token = owner_account.token()

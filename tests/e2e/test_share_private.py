@@ -6,6 +6,7 @@ Glance (trusted identity headers), and against a scripted upstream for the
 failures Glance will not produce on demand."""
 
 import json
+import threading
 
 import harness
 from harness import unique, v1
@@ -57,6 +58,48 @@ def test_replace_on_private_image(make_gateway, glance, owner):
     assert r.status_code == 204, r.text
     assert _visibility(glance, image, owner) == "shared"
     assert glance.v2_members(image, owner) == set(members)
+
+
+def test_concurrent_adds_to_one_private_image_all_done(make_gateway, glance, owner):
+    # Several requests at once: one of them makes the image shared; the
+    # others see it shared when they look, and send their adds again.
+    gw = _gateway(make_gateway)
+    for _ in range(3):
+        image = glance.create_image(owner, "private")
+        members = [unique("m") for _ in range(4)]
+        statuses = []
+
+        def add(m):
+            statuses.append(v1(gw.url, "PUT", "/v1/images/%s/members/%s" % (image, m), owner).status_code)
+
+        threads = [threading.Thread(target=add, args=(m,)) for m in members]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [204] * 4
+        assert glance.v2_members(image, owner) == set(members)
+        assert _visibility(glance, image, owner) == "shared"
+
+
+def test_replace_on_private_image_removes_hidden_old_members(make_gateway, glance, owner):
+    # Glance keeps the member rows of an image made private, hidden; made
+    # shared again they are members again. The replace must remove them.
+    gw = _gateway(make_gateway)
+    image = glance.create_image(owner, "shared")
+    old = [unique("old") for _ in range(2)]
+    for m in old:
+        glance.add_v2_member(image, owner, m)
+    r = glance.request("PATCH", "/v2/images/%s" % image, owner,
+                       headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+                       data=json.dumps([{"op": "replace", "path": "/visibility", "value": "private"}]))
+    assert r.status_code == 200, r.text
+    new = unique("new")
+    r = v1(gw.url, "PUT", "/v1/images/%s/members" % image, owner,
+           body={"memberships": [{"member_id": new}]})
+    assert r.status_code == 204, r.text
+    assert _visibility(glance, image, owner) == "shared"
+    assert glance.v2_members(image, owner) == {new}
 
 
 def test_shared_image_is_not_looked_at(make_gateway, glance, owner):

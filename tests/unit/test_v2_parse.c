@@ -51,9 +51,15 @@ START_TEST(test_member_list_accepted)
     static const char *const all[] = { "t1", "t2", "t3", "t4", "t5", "t6", "t7", NULL };
     static const char *const acc[] = { "t2", "t6", NULL };
     mb_strset *ids = strset_new(), *accepted = strset_new();
-    ck_assert_int_eq(v2_parse_member_list_accepted(body, strlen(body), ids, accepted), 0);
+    ck_assert_int_eq(v2_parse_member_list_status(body, strlen(body), ids, "accepted", accepted), 0);
     assert_set(ids, all);
     assert_set(accepted, acc);
+    static const char *const pend[] = { "t1", NULL };
+    mb_strset *ids2 = strset_new(), *pending = strset_new();
+    ck_assert_int_eq(v2_parse_member_list_status(body, strlen(body), ids2, "pending", pending), 0);
+    assert_set(pending, pend);
+    strset_free(ids2);
+    strset_free(pending);
     strset_free(ids);
     strset_free(accepted);
 }
@@ -65,10 +71,10 @@ START_TEST(test_image_visibility)
     const char *img = "{\"id\": \"i1\", \"properties\": {\"visibility\": \"public\"},"
                       " \"tags\": [{\"visibility\": \"community\"}], \"visibility\": \"private\","
                       " \"size\": 12, \"checksum\": null}";
-    ck_assert_int_eq(v2_parse_image_visibility(img, strlen(img), v, sizeof(v)), 0);
+    ck_assert_int_eq(v2_parse_top_string(img, strlen(img), "visibility", v, sizeof(v)), 0);
     ck_assert_str_eq(v, "private");
     const char *shared = "{\"visibility\":\"shared\"}";
-    ck_assert_int_eq(v2_parse_image_visibility(shared, strlen(shared), v, sizeof(v)), 0);
+    ck_assert_int_eq(v2_parse_top_string(shared, strlen(shared), "visibility", v, sizeof(v)), 0);
     ck_assert_str_eq(v, "shared");
     /* refused: no visibility, not a string, nested only, too long, not an object, bad JSON */
     static const char *const bad[] = {
@@ -77,13 +83,19 @@ START_TEST(test_image_visibility)
         "{\"visibility\": \"aaaaaaaaaaaaaaaaaaaaaaaaa\"}", "[{\"visibility\": \"private\"}]",
         "\"private\"", "{\"visibility\": \"private\"", "", NULL };
     for (size_t i = 0; bad[i] != NULL; i++) {
-        ck_assert_msg(v2_parse_image_visibility(bad[i], strlen(bad[i]), v, sizeof(v)) == -1,
+        ck_assert_msg(v2_parse_top_string(bad[i], strlen(bad[i]), "visibility", v, sizeof(v)) == -1,
                       "accepted: %s", bad[i]);
         ck_assert_str_eq(v, "");
     }
     /* the last one wins, and a later non-string un-sets it */
     const char *twice = "{\"visibility\": \"private\", \"visibility\": [1]}";
-    ck_assert_int_eq(v2_parse_image_visibility(twice, strlen(twice), v, sizeof(v)), -1);
+    ck_assert_int_eq(v2_parse_top_string(twice, strlen(twice), "visibility", v, sizeof(v)), -1);
+    /* a member's status */
+    const char *member = "{\"member_id\": \"t1\", \"image_id\": \"i\", \"status\": \"rejected\","
+                         " \"schema\": \"/v2/schemas/member\"}";
+    ck_assert_int_eq(v2_parse_top_string(member, strlen(member), "status", v, sizeof(v)), 0);
+    ck_assert_str_eq(v, "rejected");
+    ck_assert_int_eq(v2_parse_top_string(member, strlen(member), "visibility", v, sizeof(v)), -1);
 }
 END_TEST
 
