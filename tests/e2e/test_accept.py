@@ -36,6 +36,12 @@ def call(gw, method, path, token, body=None):
     return requests.request(method, gw.url + path, headers=headers, data=data, timeout=90)
 
 
+def add_v2(glance, image, token, member):
+    """A member added straight to Glance (pending), not through the gateway."""
+    r = glance.call("POST", "/v2/images/%s/members" % image, token, json={"member": member})
+    assert r.status_code == 200, r.text
+
+
 def log_count(gw, needle):
     return sum(needle in line for line in gw.stderr_text().splitlines())
 
@@ -110,8 +116,7 @@ def test_replace_every_member_accepted(accept_gateway, keystone_glance, owner_ac
     image = keystone_glance.create_image_as(token)
     kept, gone, new = unique("kept"), unique("gone"), unique("new")
     for m in (kept, gone):
-        assert keystone_glance.call("POST", "/v2/images/%s/members" % image, token,
-                                    json={"member": m}).status_code == 200
+        add_v2(keystone_glance, image, token, m)
     r = call(accept_gateway, "PUT", "/v1/images/%s/members" % image, token,
              body={"memberships": [{"member_id": kept}, {"member_id": new}]})
     assert r.status_code == 204, r.text
@@ -128,8 +133,7 @@ def test_readd_of_pending_member_accepts_it(accept_gateway, keystone_glance, own
     token = owner_account.token()
     image = keystone_glance.create_image_as(token)
     m = member_account.project_id
-    assert keystone_glance.call("POST", "/v2/images/%s/members" % image, token,
-                                json={"member": m}).status_code == 200
+    add_v2(keystone_glance, image, token, m)
     r = call(accept_gateway, "PUT", "/v1/images/%s/members/%s" % (image, m), token)
     assert r.status_code == 204, r.text
     assert keystone_glance.members_as(image, token) == {m: "accepted"}
@@ -143,8 +147,7 @@ def test_rejected_member_stays_rejected(accept_gateway, keystone_glance, owner_a
     token = owner_account.token()
     image = keystone_glance.create_image_as(token)
     m = member_account.project_id
-    assert keystone_glance.call("POST", "/v2/images/%s/members" % image, token,
-                                json={"member": m}).status_code == 200
+    add_v2(keystone_glance, image, token, m)
     r = keystone_glance.call("PUT", "/v2/images/%s/members/%s" % (image, m), member_account.token(),
                              json={"status": "rejected"})
     assert r.status_code == 200, r.text
