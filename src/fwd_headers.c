@@ -2,6 +2,7 @@
  * the X-Openstack-Request-Id (SPEC section 3). */
 #include "fwd_headers.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -196,4 +197,102 @@ char **fwd_headers_service(const char *token, const char *request_id, const char
     put_line(lines, &k, &pos, reqid, sizeof(reqid) - 1, request_id, strlen(request_id));
     put_line(lines, &k, &pos, accept, sizeof(accept) - 1, accept_v, sizeof(accept_v) - 1);
     return end_block(lines, k, pos, content_type);
+}
+
+/* ---- the proxy: every other request, verbatim ---------------------------- */
+
+static const char *const hop_by_hop[] = {
+    "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+};
+
+int fwd_is_hop_by_hop(const char *name, size_t nlen)
+{
+    if (nlen >= 6 && strncasecmp(name, "Proxy-", 6) == 0)
+        return 1;
+    for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++)
+        if (name_eq(name, nlen, hop_by_hop[i]))
+            return 1;
+    return 0;
+}
+
+/* Not passed by the proxy: hop-by-hop, the framing (libcurl sets it), Host
+ * (the upstream's), Expect (answered here), and what the proxy sets. */
+static int proxy_drops(const mb_header *h, size_t n, size_t i)
+{
+    static const char *const set_here[] = {
+        "Host", "Content-Length", "Expect", "X-Openstack-Request-Id",
+        "X-Forwarded-For", "X-Forwarded-Proto",
+    };
+    if (!header_sendable(&h[i]) || fwd_is_hop_by_hop(h[i].name, h[i].nlen)
+        || named_by_connection(h, n, h[i].name, h[i].nlen))
+        return 1;
+    for (size_t k = 0; k < sizeof(set_here) / sizeof(set_here[0]); k++)
+        if (name_eq(h[i].name, h[i].nlen, set_here[k]))
+            return 1;
+    return 0;
+}
+
+char **fwd_headers_proxy(const mb_header *h, size_t n, const char *request_id,
+                         const char *client_ip, const char *proto)
+{
+    static const char reqid[] = "X-Openstack-Request-Id", xff[] = "X-Forwarded-For";
+    static const char xfp[] = "X-Forwarded-Proto", expect[] = "Expect:";
+    size_t nlines = 4, bytes = 0, k = 0, xff_len = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (name_eq(h[i].name, h[i].nlen, xff) && header_sendable(&h[i]))
+            xff_len += h[i].vlen + 2;
+        if (proxy_drops(h, n, i))
+            continue;
+        nlines++;
+        bytes += h[i].nlen + 2 + h[i].vlen + 1;
+    }
+    bytes += sizeof(reqid) + 2 + strlen(request_id) + 1
+           + sizeof(xff) + 2 + xff_len + strlen(client_ip) + 1
+           + sizeof(xfp) + 2 + strlen(proto) + 1 + sizeof(expect);
+    char **lines = malloc((nlines + 1) * sizeof(char *) + bytes);
+    if (lines == NULL)
+        return NULL;
+    char *pos = (char *)(lines + nlines + 1);
+    for (size_t i = 0; i < n; i++)
+        if (!proxy_drops(h, n, i))
+            put_line(lines, &k, &pos, h[i].name, h[i].nlen, h[i].value, h[i].vlen);
+    put_line(lines, &k, &pos, reqid, sizeof(reqid) - 1, request_id, strlen(request_id));
+    /* X-Forwarded-For: what the client sent (other proxies), then the client */
+    lines[k++] = pos;
+    pos += sprintf(pos, "%s: ", xff);
+    for (size_t i = 0; i < n; i++) {
+        if (name_eq(h[i].name, h[i].nlen, xff) && header_sendable(&h[i]) && h[i].vlen > 0) {
+            memcpy(pos, h[i].value, h[i].vlen);
+            pos += h[i].vlen;
+            memcpy(pos, ", ", 2);
+            pos += 2;
+        }
+    }
+    pos += sprintf(pos, "%s", client_ip) + 1;
+    put_line(lines, &k, &pos, xfp, sizeof(xfp) - 1, proto, strlen(proto));
+    lines[k++] = pos;
+    memcpy(pos, expect, sizeof(expect));
+    lines[k] = NULL;
+    return lines;
+}
+
+int fwd_response_line_kept(const char *line, const char *const *lines, size_t n)
+{
+    const char *colon = strchr(line, ':');
+    if (colon == NULL || colon == line)
+        return 0;
+    size_t nlen = (size_t)(colon - line);
+    if (fwd_is_hop_by_hop(line, nlen) || name_eq(line, nlen, "Content-Length"))
+        return 0;
+    /* named by the response's own Connection header */
+    for (size_t i = 0; i < n; i++) {
+        if (strncasecmp(lines[i], "Connection:", 11) != 0)
+            continue;
+        mb_header c = { .name = "Connection", .nlen = 10, .value = lines[i] + 11,
+                        .vlen = strlen(lines[i] + 11) };
+        if (named_by_connection(&c, 1, line, nlen))
+            return 0;
+    }
+    return 1;
 }

@@ -39,4 +39,24 @@ char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id,
  * the token: wipe it (explicit_bzero) before free when that matters. */
 char **fwd_headers_service(const char *token, const char *request_id, const char *content_type);
 
+/* ---- the proxy (requests that are not v1 membership calls) ---- */
+
+/* 1 for a hop-by-hop header: Connection, Keep-Alive, TE, Trailer,
+ * Transfer-Encoding, Upgrade, Proxy-*. */
+int    fwd_is_hop_by_hop(const char *name, size_t nlen);
+
+/* The header lines of a proxied request: the client's headers except the
+ * hop-by-hop ones (and those its Connection header names), Host,
+ * Content-Length and Expect; then X-Openstack-Request-Id, X-Forwarded-For
+ * (the client's own X-Forwarded-For values, then client_ip),
+ * X-Forwarded-Proto (proto), "Expect:". Same block form as
+ * fwd_headers_build. */
+char **fwd_headers_proxy(const mb_header *h, size_t n, const char *request_id,
+                         const char *client_ip, const char *proto);
+
+/* Whether a response header line "Name: value" of the upstream goes back to
+ * the client: not hop-by-hop, not named by the response's Connection
+ * header (lines[0..n)), not Content-Length (the proxy sets the framing). */
+int    fwd_response_line_kept(const char *line, const char *const *lines, size_t n);
+
 #endif

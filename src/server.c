@@ -32,6 +32,7 @@
 #include "linger.h"
 #include "log.h"
 #include "members.h"
+#include "proxy.h"
 #include "reply.h"
 #include "route.h"
 #include "v1_body.h"
@@ -92,6 +93,7 @@ typedef struct mb_req {
     char           **hdrs, **hdrs_json, **hdrs_patch;
     struct timespec  start;
     mb_exchange     *exchange;
+    mb_proxy        *proxy;           /* not a membership call: streamed upstream */
     struct event    *defer;           /* immediate replies are sent from here */
     mb_reply         pending;         /* the reply the defer event sends */
     int              complete;        /* on_request ran: the parser is paused on it */
@@ -142,6 +144,7 @@ static void req_free(mb_req *r)
         return;
     if (r->exchange)
         members_cancel(r->exchange);
+    proxy_free(r->proxy);
     if (r->defer)
         event_free(r->defer);
     v1_body_free(r->body);
@@ -304,6 +307,96 @@ static void start_members(mb_req *r)
         reply_error_soon(r, 500, "out of memory");
 }
 
+/* ---- everything else: the proxy ------------------------------------------ */
+
+/* The client's address without the port, for X-Forwarded-For. */
+static void client_ip(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "unknown");
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)outlen);
+}
+
+/* Answers and closes a request whose body is still arriving, from the loop
+ * (not from a libevhtp hook): as on_deadline does. */
+static void abort_request(mb_req *r, int status, const char *message)
+{
+    evhtp_connection_t *conn = evhtp_request_get_connection(r->req);
+    char rid[MB_REQID_LEN + 1];
+
+    snprintf(rid, sizeof(rid), "%s", r->request_id);
+    log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start), 1, 1);
+    log_info("%s client=%s: %d %s, closing the connection", r->request_id, r->client, status, message);
+    conn->request->cbarg = NULL;
+    untrack_conn(r->srv, conn);
+    req_free(r);
+    take_over_and_close(conn, rid, status, message);
+    evhtp_connection_free(conn);               /* no hooks left; the socket is ours */
+}
+
+static void on_proxy_fail(void *arg, int status, const char *message, int body_done)
+{
+    mb_req *r = arg;
+    if (!body_done) {
+        abort_request(r, status, message);
+        return;
+    }
+    proxy_free(r->proxy);
+    r->proxy = NULL;
+    r->pending.calls = 1;
+    r->pending.failed = 1;
+    reply_error_soon(r, status, message);
+}
+
+static void on_proxy_done(void *arg, int status, unsigned long long bytes, int cut)
+{
+    mb_req *r = arg;
+    (void)bytes;
+    if (cut || !(r->req->flags & EVHTP_REQ_FLAG_KEEPALIVE) || r->srv->shutting_down)
+        r->node->closing = 1;   /* parse nothing after this reply */
+    log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start), 1, cut);
+    r->replied = 1;
+}
+
+static const proxy_hooks proxy_server_hooks = { on_proxy_fail, on_proxy_done };
+
+static evhtp_res start_proxy(mb_req *r, const mb_header *h, size_t n, const mb_framing *fr)
+{
+    char ip[INET6_ADDRSTRLEN];
+    client_ip(evhtp_request_get_connection(r->req)->saddr, ip, sizeof(ip));
+    char **hdrs = fwd_headers_proxy(h, n, r->request_id, ip,
+                                    r->srv->conf->server.tls_cert_file ? "https" : "http");
+    const char *uri = r->req->uri && r->req->uri->path && r->req->uri->path->full
+                      ? r->req->uri->path->full : "/";
+    char *target = NULL;
+    /* the path as the client sent it, and its query */
+    if (r->req->uri && r->req->uri->query_raw && *r->req->uri->query_raw) {
+        if (asprintf(&target, "%s?%s", uri, (const char *)r->req->uri->query_raw) < 0)
+            target = NULL;
+    } else {
+        target = strdup(uri);
+    }
+    if (hdrs == NULL || target == NULL) {
+        free(hdrs);
+        free(target);
+        return reply_and_close(r, 500, "out of memory");
+    }
+    free(r->path);
+    r->path = target;                 /* for the access log too */
+    proxy_env env = {
+        .up = r->srv->up, .path = r->path, .headers = hdrs,
+        .with_body = fr->chunked || fr->content_length > 0,
+        .body_size = fr->chunked ? -1 : (long long)fr->content_length,
+        .request_id = r->request_id, .client = r->client,
+        .hooks = &proxy_server_hooks, .arg = r,
+    };
+    if ((r->proxy = proxy_start(r->req, &env)) == NULL)
+        return reply_and_close(r, 500, "out of memory");
+    return EVHTP_RES_OK;
+}
+
 /* ---- libevhtp hooks ------------------------------------------------------ */
 
 /* The request is complete (body read): decide the reply. */
@@ -321,6 +414,10 @@ static void on_request(evhtp_request_t *req, void *arg)
     evtimer_del(r->node->deadline);   /* the request has arrived in time */
     evhtp_request_pause(req);
 
+    if (r->proxy) {
+        proxy_body_end(r->proxy);
+        return;
+    }
     if (r->bad_route) {
         reply_error_soon(r, 400, r->route.error);
         return;
@@ -362,8 +459,18 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
     mb_req *r = arg;
     size_t n = evbuffer_get_length(buf);
 
-    (void)req;
     r->body_bytes += n;
+    if (r->proxy) {
+        /* client_timeout is the longest pause between two reads of a
+         * proxied body; none while the proxy holds the client back */
+        struct timeval tv = { r->srv->conf->server.client_timeout, 0 };
+        proxy_body(r->proxy, buf);
+        if (evhtp_request_get_connection(req)->flags & EVHTP_CONN_FLAG_PAUSED)
+            evtimer_del(r->node->deadline);
+        else
+            evtimer_add(r->node->deadline, &tv);
+        return EVHTP_RES_OK;
+    }
     if (r->body_bytes > (uint64_t)r->srv->conf->server.max_body_bytes) {
         evbuffer_drain(buf, n);
         return reply_and_close(r, 413, "request body larger than max_body_bytes");
@@ -464,6 +571,9 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
     err = framing_check(hs.h, hs.n, req->proto == EVHTP_PROTO_11 ? 1 : 0, &fr);
     if (err)
         return reply_and_close(r, 400, err);
+    if (route_parse(r->method, r->path, &r->route) == 0 && r->route.kind == ROUTE_OTHER
+        && r->route.op == OP_NONE)
+        return start_proxy(r, hs.h, hs.n, &fr);   /* max_body_bytes is for membership bodies */
     if (fr.content_length > conf->server.max_body_bytes)
         return reply_and_close(r, 413, "request body larger than max_body_bytes");
 
@@ -471,8 +581,6 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
         r->bad_route = 1;   /* answered 400 once the body is read */
         return EVHTP_RES_OK;
     }
-    if (r->route.kind == ROUTE_OTHER && (fr.chunked || fr.content_length > 0))
-        return reply_and_close(r, 501, "only the Image API v1 membership calls are served by this gateway version");
 
     if (r->route.op == OP_ADD || r->route.op == OP_REPLACE) {
         r->body = v1_body_new(r->route.op == OP_ADD ? V1_BODY_ADD : V1_BODY_REPLACE,
@@ -880,9 +988,22 @@ void server_shutdown(mb_server *s, void (*drained)(void *arg), void *arg)
 
 void server_abort(mb_server *s)
 {
-    for (conn_node *n = s->conns; n; n = n->next) {
+    for (conn_node *n = s->conns, *next; n; n = next) {
         evhtp_request_t *req = n->conn->request;
         mb_req *r = req ? req->cbarg : NULL;
+        next = n->next;
+        if (r && r->proxy && !r->replied && !proxy_responding(r->proxy)) {
+            static const char msg[] = "the gateway is shutting down: send the request again";
+            log_warning("%s client=%s: shutting down before the upstream answered; answering 503",
+                        r->request_id, r->client);
+            proxy_free(r->proxy);
+            r->proxy = NULL;
+            if (r->complete)
+                reply_error_soon(r, 503, msg);
+            else
+                abort_request(r, 503, msg);      /* frees r and n */
+            continue;
+        }
         if (r == NULL || r->exchange == NULL || r->replied)
             continue;
         members_cancel(r->exchange);

@@ -84,6 +84,17 @@ struct mb_call {
     char                errbuf[CURL_ERROR_SIZE];   /* curl's, per attempt */
     mb_call_cb          cb;
     void               *arg;
+    /* streaming calls (upstream_stream) */
+    const mb_stream_cbs *stream;     /* NULL: a buffered call */
+    void               *stream_arg;
+    int                 with_body;
+    long long           body_size;   /* -1: unknown (chunked) */
+    long long           uploaded;    /* request body bytes taken so far */
+    int                 responded;   /* on_response ran */
+    int                 aborted;     /* a stream callback said stop */
+    int                 up_paused, down_paused;
+    char              **lines;       /* the response's header lines */
+    size_t              nlines, lines_cap;
 };
 
 static void check_multi_info(mb_upstream *up);
@@ -224,11 +235,65 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- the response body ---------------------------------------------------- */
 
+static void lines_clear(mb_call *call)
+{
+    for (size_t i = 0; i < call->nlines; i++)
+        free(call->lines[i]);
+    call->nlines = 0;
+}
+
+static int lines_add(mb_call *call, const char *data, size_t n)
+{
+    while (n > 0 && (data[n - 1] == '\r' || data[n - 1] == '\n'))
+        n--;
+    if (call->nlines + 1 >= call->lines_cap) {
+        size_t cap = call->lines_cap ? call->lines_cap * 2 : 32;
+        char **l = realloc(call->lines, cap * sizeof(*l));
+        if (l == NULL)
+            return -1;
+        call->lines = l;
+        call->lines_cap = cap;
+    }
+    if ((call->lines[call->nlines] = strndup(data, n)) == NULL)
+        return -1;
+    call->nlines++;
+    call->lines[call->nlines] = NULL;
+    return 0;
+}
+
+/* CURLOPT_READFUNCTION of a streaming call with a body. */
+static size_t on_upload(char *buf, size_t size, size_t nitems, void *userp)
+{
+    mb_call *call = userp;
+    size_t n = call->stream->on_upload(call->stream_arg, buf, size * nitems);
+    if (n == MB_STREAM_PAUSE) {
+        call->up_paused = 1;
+        return CURL_READFUNC_PAUSE;
+    }
+    if (n > size * nitems) {
+        call->aborted = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    call->uploaded += (long long)n;
+    return n;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     mb_call *call = userp;
     size_t n = size * nmemb;
     size_t max = call->up->opts.max_response_bytes;
+
+    if (call->stream) {
+        size_t r = call->stream->on_data(call->stream_arg, data, n);
+        if (r == MB_STREAM_PAUSE) {
+            call->down_paused = 1;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        if (r != n)
+            call->aborted = 1;
+        return r == n ? n : CURL_WRITEFUNC_ERROR;
+    }
 
     if (n > max - call->len) {   /* call->len <= max always holds */
         call->too_big = 1;
@@ -259,12 +324,28 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         call->headers_done = 0;          /* a new (maybe interim 1xx) response */
+        lines_clear(call);
         if (call->header_value)
             explicit_bzero(call->header_value, strlen(call->header_value));
         free(call->header_value);
         call->header_value = NULL;
     } else if ((n == 2 && data[0] == '\r' && data[1] == '\n') || (n == 1 && data[0] == '\n')) {
         call->headers_done = 1;
+        if (call->stream && !call->responded) {
+            long status = 0;
+            curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+            if (status >= 200 && status <= 999) {   /* not an interim 1xx */
+                call->responded = 1;
+                if (call->stream->on_response(call->stream_arg, (int)status,
+                                              (const char *const *)call->lines, call->nlines) != 0) {
+                    call->aborted = 1;
+                    return 0;
+                }
+            }
+        }
+    } else if (call->stream) {
+        if (lines_add(call, data, n) != 0)
+            return 0;                    /* out of memory: fail the transfer */
     } else if (call->want_header != NULL) {
         size_t wl = strlen(call->want_header);
         if (n > wl && data[wl] == ':' && strncasecmp(data, call->want_header, wl) == 0) {
@@ -316,6 +397,8 @@ static void call_free(mb_call *call)
     if (call->body && call->secret_body)
         explicit_bzero(call->body, call->body_len);
     free(call->body);
+    lines_clear(call);
+    free(call->lines);
     free(call->want_header);
     if (call->header_value)      /* it may be a token (X-Subject-Token) */
         explicit_bzero(call->header_value, strlen(call->header_value));
@@ -350,7 +433,10 @@ static void call_complete(mb_call *call, mb_xfer xfer, int status, const char *e
                   call->method, call->path, call->attempts,
                   call->attempts == 1 ? "" : "s", call->resp.error);
 
-    call->cb(&call->resp, call->arg);
+    if (call->stream)
+        call->stream->on_done(call->stream_arg, &call->resp);
+    else
+        call->cb(&call->resp, call->arg);
     call_free(call);
 }
 
@@ -365,6 +451,8 @@ static int call_start_attempt(mb_call *call)
         call->buf[0] = '\0';
     call->too_big = 0;
     call->headers_done = 0;
+    call->responded = 0;
+    lines_clear(call);
     call->errbuf[0] = '\0';
 
     log_debug("upstream: %s %s attempt %d", call->method, call->path, call->attempts);
@@ -553,6 +641,10 @@ static void call_attempt_failed(mb_call *call, CURLcode rc)
 
     int retryable = classify_failure(call, rc, &xfer);
     call_error_text(call, rc);
+    if (call->stream && (call->uploaded > 0 || call->responded || call->aborted))
+        retryable = 0;            /* the body cannot be sent twice */
+    if (call->aborted && xfer != XFER_TIMEOUT)
+        xfer = XFER_BAD_RESPONSE;
     if (!retryable || call->attempts > up->opts.retries) {
         call_complete(call, xfer, 0, call->msg);
         return;
@@ -719,13 +811,20 @@ static CURLcode call_setup(mb_call *call, const mb_request *req)
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, o->request_timeout_ms);
+    if (call->stream) {
+        /* many GiB may pass: no total limit, but no byte for request_timeout fails */
+        SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+        SET(CURLOPT_LOW_SPEED_TIME, (o->request_timeout_ms + 999) / 1000);
+    } else {
+        SET(CURLOPT_TIMEOUT_MS, o->request_timeout_ms);
+    }
     SET(CURLOPT_ERRORBUFFER, call->errbuf);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, (void *)call);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)call);
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(o->max_response_bytes > (uint64_t)INT64_MAX ? INT64_MAX : o->max_response_bytes));
+    if (!call->stream)
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(o->max_response_bytes > (uint64_t)INT64_MAX ? INT64_MAX : o->max_response_bytes));
     if (o->insecure) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
@@ -740,7 +839,14 @@ static CURLcode call_setup(mb_call *call, const mb_request *req)
     if (o->client_key_file)
         SET(CURLOPT_SSLKEY, o->client_key_file);
 
-    if (strcmp(req->method, "GET") == 0) {
+    if (call->stream && call->with_body) {
+        SET(CURLOPT_UPLOAD, 1L);
+        SET(CURLOPT_READFUNCTION, on_upload);
+        SET(CURLOPT_READDATA, (void *)call);
+        if (call->body_size >= 0)
+            SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)call->body_size);
+        SET(CURLOPT_CUSTOMREQUEST, req->method);
+    } else if (strcmp(req->method, "GET") == 0) {
         SET(CURLOPT_HTTPGET, 1L);
     } else if (strcmp(req->method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
@@ -769,19 +875,70 @@ static CURLcode call_setup(mb_call *call, const mb_request *req)
         return CURLE_OUT_OF_MEMORY;
     if (!has_header(req->headers, "Content-Type") && append_header(&call->headers, "Content-Type:") != 0)
         return CURLE_OUT_OF_MEMORY;
+    if (call->stream && !has_header(req->headers, "Accept")
+        && append_header(&call->headers, "Accept:") != 0)   /* no curl default */
+        return CURLE_OUT_OF_MEMORY;
     return curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
 }
+
+static mb_call *call_start(mb_upstream *up, const mb_request *req, mb_call *call);
 
 mb_call *upstream_call(mb_upstream *up, const mb_request *req, mb_call_cb cb, void *arg)
 {
     mb_call *call = calloc(1, sizeof(*call));
-    CURLcode rc;
-
-    if (!call)
-        goto oom;
-    call->up = up;
+    if (!call) {
+        log_error("upstream: out of memory starting %s %s", req->method, req->path);
+        return NULL;
+    }
     call->cb = cb;
     call->arg = arg;
+    return call_start(up, req, call);
+}
+
+mb_call *upstream_stream(mb_upstream *up, const mb_request *req, int with_body,
+                         long long body_size, const mb_stream_cbs *cbs, void *arg)
+{
+    mb_call *call = calloc(1, sizeof(*call));
+    if (!call) {
+        log_error("upstream: out of memory starting %s %s", req->method, req->path);
+        return NULL;
+    }
+    call->stream = cbs;
+    call->stream_arg = arg;
+    call->with_body = with_body;
+    call->body_size = with_body ? body_size : 0;
+    return call_start(up, req, call);
+}
+
+/* Repauses what is still paused after a resume of the other direction. */
+static void call_unpause(mb_call *call)
+{
+    int mask = (call->up_paused ? CURLPAUSE_SEND : 0) | (call->down_paused ? CURLPAUSE_RECV : 0);
+    curl_easy_pause(call->easy, mask == 0 ? CURLPAUSE_CONT : mask);
+}
+
+void upstream_stream_resume_upload(mb_call *call)
+{
+    if (call && call->state == CALL_RUNNING && call->up_paused) {
+        call->up_paused = 0;
+        call_unpause(call);
+    }
+}
+
+void upstream_stream_resume_download(mb_call *call)
+{
+    if (call && call->state == CALL_RUNNING && call->down_paused) {
+        call->down_paused = 0;
+        call_unpause(call);   /* may hand data to on_data right here */
+    }
+}
+
+/* Sets up and starts a call allocated by upstream_call/upstream_stream. */
+static mb_call *call_start(mb_upstream *up, const mb_request *req, mb_call *call)
+{
+    CURLcode rc;
+
+    call->up = up;
     call->state = CALL_FAILING;   /* not in the multi yet */
     clock_gettime(CLOCK_MONOTONIC, &call->started);
     call->next = up->calls;

@@ -77,6 +77,40 @@ void         upstream_free(mb_upstream *up);
 mb_call     *upstream_call(mb_upstream *up, const mb_request *req, mb_call_cb cb, void *arg);
 void         upstream_cancel(mb_call *call);
 
+/* ---- streaming calls (the proxy) --------------------------------------
+ * A streaming call sends a request body pulled piece by piece and hands the
+ * response over as it arrives, with backpressure both ways; nothing is
+ * collected. No total timeout: the transfer fails when no byte moves for
+ * request_timeout (paused time does not count). Retried like any call only
+ * while no request body byte was taken. */
+
+#define MB_STREAM_PAUSE ((size_t)-1)
+
+typedef struct {
+    /* The final response's status and header lines ("Name: value", without
+     * CRLF; n of them). Runs once, before any on_data. Return 0 to go on,
+     * -1 to abort the call (on_done then reports XFER_BAD_RESPONSE). */
+    int    (*on_response)(void *arg, int status, const char *const *lines, size_t n);
+    /* A piece of the response body: return len when taken, or
+     * MB_STREAM_PAUSE to have the same bytes offered again after
+     * upstream_stream_resume_download(). */
+    size_t (*on_data)(void *arg, const char *data, size_t len);
+    /* The request body: copy at most max bytes to buf and return how many
+     * (0: the body has ended), or MB_STREAM_PAUSE when none is ready yet
+     * (then call upstream_stream_resume_upload() when some is). */
+    size_t (*on_upload)(void *arg, char *buf, size_t max);
+    /* The end, exactly once unless cancelled (resp->body is empty). */
+    void   (*on_done)(void *arg, const mb_response *resp);
+} mb_stream_cbs;
+
+/* req->body must be NULL; with_body: a request body is pulled through
+ * on_upload, of body_size bytes (-1: unknown, sent chunked). HEAD expects
+ * no response body. Returns NULL when out of memory (no callback runs). */
+mb_call     *upstream_stream(mb_upstream *up, const mb_request *req, int with_body,
+                             long long body_size, const mb_stream_cbs *cbs, void *arg);
+void         upstream_stream_resume_upload(mb_call *call);
+void         upstream_stream_resume_download(mb_call *call);
+
 /* Number of calls not yet completed (for shutdown). */
 size_t       upstream_in_flight(const mb_upstream *up);
 

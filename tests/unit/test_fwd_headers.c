@@ -184,11 +184,59 @@ START_TEST(build_with_patch_content_type)
 }
 END_TEST
 
+START_TEST(proxy_headers)
+{
+    mb_header h[] = {
+        H("Host", "gw"), H("X-Auth-Token", "t"), H("Connection", "keep-alive, X-Hop"),
+        H("X-Hop", "1"), H("Content-Length", "5"), H("Content-Type", "application/octet-stream"),
+        H("Expect", "100-continue"), H("Transfer-Encoding", "chunked"), H("TE", "trailers"),
+        H("Accept-Encoding", "gzip"), H("X-Forwarded-For", "10.0.0.1"),
+        H("x-forwarded-for", "10.0.0.2"), H("X-Forwarded-Proto", "https"),
+        H("X-Openstack-Request-Id", "req-client"), H("Proxy-Authorization", "x"),
+        H("X-Bad", "a\r\nInjected: 1"),
+    };
+    char **l = fwd_headers_proxy(h, N(h), RID, "127.0.0.1", "http");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_uint_eq(count(l), 7);
+    ck_assert_str_eq(l[0], "X-Auth-Token: t");
+    ck_assert_str_eq(l[1], "Content-Type: application/octet-stream");
+    ck_assert_str_eq(l[2], "Accept-Encoding: gzip");
+    ck_assert_str_eq(l[3], "X-Openstack-Request-Id: " RID);
+    ck_assert_str_eq(l[4], "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 127.0.0.1");
+    ck_assert_str_eq(l[5], "X-Forwarded-Proto: http");
+    ck_assert_str_eq(l[6], "Expect:");
+    free(l);
+    l = fwd_headers_proxy(NULL, 0, RID, "::1", "https");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_uint_eq(count(l), 4);
+    ck_assert_str_eq(l[1], "X-Forwarded-For: ::1");
+    ck_assert_str_eq(l[2], "X-Forwarded-Proto: https");
+    free(l);
+}
+END_TEST
+
+START_TEST(proxy_response_lines)
+{
+    const char *lines[] = { "Content-Type: text/plain", "Connection: keep-alive, X-Hop",
+                            "X-Hop: 1", "Keep-Alive: timeout=5", "Content-Length: 12",
+                            "Transfer-Encoding: chunked", "Proxy-Authenticate: x",
+                            "X-Openstack-Request-Id: req-1", "Content-MD5: abc" };
+    size_t n = sizeof(lines) / sizeof(lines[0]);
+    int want[] = { 1, 0, 0, 0, 0, 0, 0, 1, 1 };
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fwd_response_line_kept(lines[i], lines, n) == want[i], "%s", lines[i]);
+    ck_assert_int_eq(fwd_response_line_kept("no colon", lines, n), 0);
+    ck_assert_int_eq(fwd_response_line_kept(": empty name", lines, n), 0);
+}
+END_TEST
+
 static Suite *fwd_suite(void)
 {
     Suite *s = suite_create("fwd_headers");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, reqid_valid_forms);
+    tcase_add_test(tc, proxy_headers);
+    tcase_add_test(tc, proxy_response_lines);
     tcase_add_test(tc, service_headers_carry_only_the_gateway_token);
     tcase_add_test(tc, build_with_patch_content_type);
     tcase_add_test(tc, reqid_new_is_valid_and_fresh);
