@@ -33,6 +33,7 @@
 #include "log.h"
 #include "members.h"
 #include "proxy.h"
+#include "versions.h"
 #include "reply.h"
 #include "route.h"
 #include "v1_body.h"
@@ -94,6 +95,8 @@ typedef struct mb_req {
     struct timespec  start;
     mb_exchange     *exchange;
     mb_proxy        *proxy;           /* not a membership call: streamed upstream */
+    int              versions;        /* GET / or /versions: the v1 entries are added */
+    mb_call         *vcall;           /* its upstream call */
     struct event    *defer;           /* immediate replies are sent from here */
     mb_reply         pending;         /* the reply the defer event sends */
     int              complete;        /* on_request ran: the parser is paused on it */
@@ -145,6 +148,8 @@ static void req_free(mb_req *r)
     if (r->exchange)
         members_cancel(r->exchange);
     proxy_free(r->proxy);
+    if (r->vcall)
+        upstream_cancel(r->vcall);
     if (r->defer)
         event_free(r->defer);
     v1_body_free(r->body);
@@ -362,6 +367,47 @@ static void on_proxy_done(void *arg, int status, unsigned long long bytes, int c
 
 static const proxy_hooks proxy_server_hooks = { on_proxy_fail, on_proxy_done };
 
+/* ---- version discovery: the upstream's document, and v1 ----------------- */
+
+static void on_versions(const mb_response *resp, void *arg)
+{
+    mb_req *r = arg;
+    const char *host = evhtp_header_find(r->req->headers_in, "Host");
+    char base[600];
+    size_t len = 0;
+    char *body = NULL;
+
+    r->vcall = NULL;
+    r->pending.calls = 1;
+    if (resp->xfer != XFER_HTTP) {
+        r->pending.failed = 1;
+        reply_error_soon(r, resp->xfer == XFER_TIMEOUT ? 504 : 502, resp->error);
+        return;
+    }
+    snprintf(base, sizeof(base), "%s://%s", r->srv->conf->server.tls_cert_file ? "https" : "http",
+             host && *host && !strpbrk(host, "\"\\ /") ? host : r->srv->conf->server.listen);
+    if (resp->status == 200 || resp->status == 300)
+        body = versions_with_v1(resp->body, resp->body_len, r->srv->conf->upstream.url, base, &len);
+    if (body == NULL) {                 /* not a version document: as it came */
+        len = resp->body_len;
+        if ((body = malloc(len + 1)) != NULL)
+            memcpy(body, resp->body, len + 1);
+    }
+    r->pending.status = resp->status;
+    r->pending.body = body;
+    r->pending.body_len = body ? len : 0;
+    send_pending(r);
+}
+
+static void start_versions(mb_req *r)
+{
+    mb_request call = {
+        .method = "GET", .path = r->path, .headers = (const char *const *)r->hdrs,
+    };
+    if (r->hdrs == NULL || (r->vcall = upstream_call(r->srv->up, &call, on_versions, r)) == NULL)
+        reply_error_soon(r, 500, "out of memory");
+}
+
 static evhtp_res start_proxy(mb_req *r, const mb_header *h, size_t n, const mb_framing *fr)
 {
     char ip[INET6_ADDRSTRLEN];
@@ -416,6 +462,10 @@ static void on_request(evhtp_request_t *req, void *arg)
 
     if (r->proxy) {
         proxy_body_end(r->proxy);
+        return;
+    }
+    if (r->versions) {
+        start_versions(r);
         return;
     }
     if (r->bad_route) {
@@ -572,8 +622,18 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
     if (err)
         return reply_and_close(r, 400, err);
     if (route_parse(r->method, r->path, &r->route) == 0 && r->route.kind == ROUTE_OTHER
-        && r->route.op == OP_NONE)
+        && r->route.op == OP_NONE) {
+        if (req->method == htp_method_GET && !fr.chunked && fr.content_length <= 0
+            && (strcmp(r->path, "/") == 0 || strcmp(r->path, "/versions") == 0)) {
+            char ip[INET6_ADDRSTRLEN];
+            client_ip(evhtp_request_get_connection(req)->saddr, ip, sizeof(ip));
+            r->versions = 1;
+            r->hdrs = fwd_headers_proxy(hs.h, hs.n, r->request_id, ip,
+                                        conf->server.tls_cert_file ? "https" : "http");
+            return EVHTP_RES_OK;
+        }
         return start_proxy(r, hs.h, hs.n, &fr);   /* max_body_bytes is for membership bodies */
+    }
     if (fr.content_length > conf->server.max_body_bytes)
         return reply_and_close(r, 413, "request body larger than max_body_bytes");
 

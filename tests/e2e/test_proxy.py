@@ -161,3 +161,28 @@ def test_client_that_stops_reading_does_not_grow_the_gateway(gateway, owner, mb_
     assert h.hexdigest() == hashlib.sha256(data).hexdigest()
     if "san" not in os.path.basename(os.path.dirname(os.path.dirname(mb_binary))):
         assert rss_kib < 40 * 1024, "gateway RSS %d KiB while a client did not read" % rss_kib
+
+
+def test_version_discovery_lists_v1(gateway, glance):
+    for path in ("/", "/versions"):
+        direct = requests.get(glance.url + path, timeout=30)
+        r = requests.get(gateway.url + path, timeout=30)
+        assert r.status_code == direct.status_code, (path, r.status_code, r.text)
+        assert r.headers["Content-Type"] == "application/json"
+        versions = r.json()["versions"]
+        by_id = {v["id"]: v for v in versions}
+        for v2 in direct.json()["versions"]:                  # the upstream's, all there
+            assert by_id[v2["id"]]["status"] == v2["status"]
+            # and their links lead to the gateway, which proxies them
+            assert by_id[v2["id"]]["links"] == [{"rel": "self", "href": gateway.url + "/v2/"}]
+        for v1 in ("v1.0", "v1.1"):
+            assert by_id[v1]["status"] == "DEPRECATED"
+            assert by_id[v1]["links"] == [{"rel": "self", "href": gateway.url + "/v1/"}]
+        assert [v["id"] for v in versions][-2:] == ["v1.1", "v1.0"]
+
+
+def test_version_discovery_upstream_down_is_502(make_gateway):
+    gw = make_gateway(upstream="https://127.0.0.1:%d" % harness.free_port(), retries=0)
+    r = requests.get(gw.url + "/versions", timeout=30)
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == 502
