@@ -20,7 +20,8 @@ from harness import glance_headers, unique
 def _up(gateway, path, project, method="GET", **kw):
     h = glance_headers(project)
     h.update(kw.pop("headers", {}))
-    return requests.request(method, gateway.url + path, headers=h, timeout=120, **kw)
+    kw.setdefault("timeout", 120)
+    return requests.request(method, gateway.url + path, headers=h, **kw)
 
 
 def _new_image(gateway, owner):
@@ -186,3 +187,73 @@ def test_version_discovery_upstream_down_is_502(make_gateway):
     r = requests.get(gw.url + "/versions", timeout=30)
     assert r.status_code == 502
     assert r.json()["error"]["code"] == 502
+
+
+class _RepeatingBody:
+    """size bytes of a repeated random block, read like a file (so that
+    requests sends a Content-Length, not chunks)."""
+
+    def __init__(self, size, block):
+        self.size, self.block, self.left = size, block, size
+
+    def __len__(self):
+        return self.size
+
+    def read(self, n=-1):
+        off = (self.size - self.left) % len(self.block)
+        n = len(self.block) if n is None or n < 0 else n
+        n = min(n, len(self.block) - off, self.left)
+        self.left -= n
+        return self.block[off:off + n]
+
+
+def test_two_gib_up_and_down(gateway, owner, mb_binary):
+    # SPEC/issue 4: an image of 2 GiB through the gateway both ways, checked
+    # by sha256; the gateway's peak RSS is recorded (and bounded: it must
+    # not grow with the body).
+    size = int(os.environ.get("MB_BIG_BYTES", 2 * 1024 ** 3))
+    block = os.urandom(4 * 1024 * 1024)
+    want = hashlib.sha256()
+    body = _RepeatingBody(size, block)
+    while True:
+        piece = body.read(1 << 22)
+        if not piece:
+            break
+        want.update(piece)
+    image = _new_image(gateway, owner)
+    pid, peak, stop = gateway.proc.pid, [0], []
+
+    def watch():
+        while not stop:
+            with open("/proc/%d/status" % pid) as f:
+                rss = int([l for l in f if l.startswith("VmRSS")][0].split()[1])
+            peak[0] = max(peak[0], rss)
+            time.sleep(0.05)
+
+    import threading
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        t0 = time.monotonic()
+        r = _up(gateway, "/v2/images/%s/file" % image, owner, "PUT", data=_RepeatingBody(size, block),
+                headers={"Content-Type": "application/octet-stream"}, timeout=900)
+        up = time.monotonic() - t0
+        assert r.status_code == 204, r.text
+        t0 = time.monotonic()
+        r = _up(gateway, "/v2/images/%s/file" % image, owner, stream=True, timeout=900)
+        assert r.status_code == 200 and r.headers["Content-Length"] == str(size)
+        got, n = hashlib.sha256(), 0
+        for chunk in r.iter_content(1 << 20):
+            got.update(chunk)
+            n += len(chunk)
+        down = time.monotonic() - t0
+    finally:
+        stop.append(1)
+        watcher.join(5)
+        _up(gateway, "/v2/images/%s" % image, owner, "DELETE")
+    assert n == size and got.hexdigest() == want.hexdigest()
+    print("\n[2 GiB] %d bytes: upload %.1f s (%.0f MiB/s), download %.1f s (%.0f MiB/s), "
+          "gateway peak RSS %.1f MiB" % (size, up, size / 2 ** 20 / up, down, size / 2 ** 20 / down,
+                                        peak[0] / 1024))
+    if "san" not in os.path.basename(os.path.dirname(os.path.dirname(mb_binary))):
+        assert peak[0] < 64 * 1024, "gateway peak RSS %d KiB" % peak[0]
