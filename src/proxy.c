@@ -15,8 +15,10 @@
  * in libcurl, paused. */
 #include "proxy.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <strings.h>
 #include <event2/buffer.h>
@@ -29,6 +31,7 @@
 #define IN_HIGH  (256 * 1024)    /* request body bytes held before the client is paused */
 #define OUT_HIGH (1024 * 1024)   /* response bytes queued before the upstream is paused */
 #define OUT_LOW  (256 * 1024)
+#define GONE_CHECK_MS 1000       /* how often a paused download looks for its client */
 
 struct mb_proxy {
     evhtp_request_t   *req;
@@ -36,6 +39,7 @@ struct mb_proxy {
     mb_call           *call;
     struct evbuffer   *in;             /* request body not yet taken by libcurl */
     struct event      *kick;           /* runs the deferred work below */
+    struct event      *gone_check;     /* while the download waits for the client */
     struct evbuffer   *out_watched;    /* the output buffer watched for draining */
     struct evbuffer_cb_entry *out_cb;
     int                body_done;      /* the client's request was read whole */
@@ -69,10 +73,33 @@ static void held_free(mb_proxy *p)
 
 static void unwatch_output(mb_proxy *p)
 {
+    if (p->gone_check)
+        event_del(p->gone_check);
     if (p->out_cb) {
         evbuffer_remove_cb_entry(p->out_watched, p->out_cb);
         p->out_cb = NULL;
         p->out_watched = NULL;
+    }
+}
+
+/* A download paused for a client that does not read: libevhtp does not
+ * read a paused connection, so it would never learn that the client went
+ * away (and the transfer would wait for ever). Look at the socket. */
+static void on_gone_check(evutil_socket_t fd, short what, void *arg)
+{
+    mb_proxy *p = arg;
+    struct bufferevent *bev = evhtp_request_get_bev(p->req);
+    char c;
+    (void)fd;
+    (void)what;
+    if (bev == NULL || p->out_cb == NULL)
+        return;
+    ssize_t n = recv(bufferevent_getfd(bev), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        log_info("%s client=%s: the client went away during the response to %s",
+                 p->env.request_id, p->env.client, p->env.path);
+        event_del(p->gone_check);
+        evhtp_request_resume(p->req);   /* libevhtp then sees the close and frees the request */
     }
 }
 
@@ -191,8 +218,10 @@ static size_t on_data(void *arg, const char *data, size_t len)
         return 0;                       /* the client is gone: abort */
     if (evbuffer_get_length(out) >= OUT_HIGH) {
         if (p->out_cb == NULL) {
+            static const struct timeval every = { GONE_CHECK_MS / 1000, (GONE_CHECK_MS % 1000) * 1000 };
             p->out_cb = evbuffer_add_cb(out, proxy_out_changed, p);
             p->out_watched = out;
+            event_add(p->gone_check, &every);
         }
         return MB_STREAM_PAUSE;
     }
@@ -335,7 +364,8 @@ mb_proxy *proxy_start(evhtp_request_t *req, const proxy_env *env)
     p->env = *env;
     p->in = evbuffer_new();
     p->kick = event_new(base, -1, 0, on_kick, p);
-    if (p->in == NULL || p->kick == NULL)
+    p->gone_check = event_new(base, -1, EV_PERSIST, on_gone_check, p);
+    if (p->in == NULL || p->kick == NULL || p->gone_check == NULL)
         goto fail;
     mb_request r = {
         .method = htparser_get_methodstr_m(req->method),
@@ -396,6 +426,8 @@ void proxy_free(mb_proxy *p)
         upstream_cancel(p->call);
     if (p->kick)
         event_free(p->kick);
+    if (p->gone_check)
+        event_free(p->gone_check);
     if (p->in)
         evbuffer_free(p->in);
     held_free(p);

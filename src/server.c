@@ -794,6 +794,21 @@ static evhtp_res on_conn_write(evhtp_connection_t *conn, void *arg)
     return EVHTP_RES_OK;
 }
 
+/* The client's connection failed (reset, closed). libevhtp frees a paused
+ * connection only when it is resumed; a proxied request stays paused until
+ * its response is out, which a gone client never lets happen (the download
+ * waits for the client to drain): resume it, so that it is freed now and
+ * the upstream transfer cancelled. */
+static evhtp_res on_conn_error(evhtp_connection_t *conn, evhtp_error_flags errtype, void *arg)
+{
+    mb_req *r = conn->request ? conn->request->cbarg : NULL;
+    (void)errtype;
+    (void)arg;
+    if (r && r->proxy && (conn->flags & EVHTP_CONN_FLAG_PAUSED))
+        evhtp_request_resume(conn->request);   /* its resume event frees the connection */
+    return EVHTP_RES_OK;
+}
+
 static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
 {
     mb_server *s = arg;
@@ -817,6 +832,7 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers_start, (evhtp_hook)on_headers_start, n);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, n);
     evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, n);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_conn_error, (evhtp_hook)on_conn_error, n);
     return EVHTP_RES_OK;
 }
 

@@ -19,7 +19,9 @@ once it accepts connections, and handles each connection in a thread:
            (read again for every request, so a test can change it):
            {"method": "PATCH" or "*", "path": <regex matched from the start>,
             "status": 200, "body": <JSON value, or a string sent as is>,
-            "headers": {"Name": "value"}, "delay": <seconds>}; no match: 404
+            "headers": {"Name": "value"}, "delay": <seconds>,
+            "content_length": <claimed length, to cut a body short>,
+            "close": true (close the connection after the answer)}; no match: 404
 
 With --cert/--key it speaks TLS (the handshake happens in the thread, so
 "hang" also covers a peer that completes TLS and then goes silent).
@@ -138,10 +140,11 @@ def rule_answer(conn, rules_path, method, path):
         extra = "".join("%s: %s\r\n" % kv for kv in rule.get("headers", {}).items())
         status = int(rule.get("status", 200))
         head = ("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
-                % (status, len(raw), extra))
+                % (status, rule.get("content_length", len(raw)), extra))
         conn.sendall(head.encode() + raw)
-        return
+        return not rule.get("close")
     respond(conn, 404, "Not Found", {"message": "no rule for %s %s" % (method, path)})
+    return True
 
 
 def handle(raw, ctx, args, n):
@@ -185,7 +188,8 @@ def handle(raw, ctx, args, n):
                 respond(conn, 500, "Internal Server Error",
                         {"code": 500, "title": "Internal Server Error", "message": "badupstream"})
             elif args.mode == "rules":
-                rule_answer(conn, args.rules, method, path)
+                if not rule_answer(conn, args.rules, method, path):
+                    return
             elif args.mode == "echo":
                 respond(conn, 200, "OK", {"method": method, "path": path,
                                           "headers": [[k, v] for k, v in headers]})

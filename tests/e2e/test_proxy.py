@@ -257,3 +257,51 @@ def test_two_gib_up_and_down(gateway, owner, mb_binary):
                                         peak[0] / 1024))
     if "san" not in os.path.basename(os.path.dirname(os.path.dirname(mb_binary))):
         assert peak[0] < 64 * 1024, "gateway peak RSS %d KiB" % peak[0]
+
+
+def test_upstream_cut_mid_response_cuts_the_client(make_gateway, bad_upstream):
+    # the head went out already: the client gets a short body and a closed
+    # connection, never a silently shorter "complete" one
+    up = bad_upstream("rules", rules=[
+        {"method": "GET", "path": "/v2/images/i1/file", "status": 200,
+         "body": "x" * 1000, "content_length": 5000, "close": True},
+    ])
+    gw = make_gateway(upstream=up)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=20)
+    s.sendall(b"GET /v2/images/i1/file HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"Content-Length: 5000" in head
+    assert len(body) == 1000          # and then the gateway closed
+    assert gw.alive()
+    assert "upstream failed during the response" in gw.stderr_text()
+
+
+def test_client_gone_mid_upload_and_mid_download(make_gateway, glance, owner):
+    # no crash, no leak (the teardown checks the sanitizer report), and the
+    # gateway serves the next request
+    gw = make_gateway()
+    image = _new_image(gw, owner)
+    hdrs = "".join("%s: %s\r\n" % kv for kv in glance_headers(owner).items())
+    s = socket.create_connection(("127.0.0.1", gw.port))
+    s.sendall(("PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/octet-stream\r\n"
+               "Content-Length: %d\r\n\r\n" % (image, hdrs, 64 << 20)).encode())
+    s.sendall(os.urandom(6 << 20))
+    s.close()
+    other = _new_image(gw, owner)
+    assert _up(gw, "/v2/images/%s/file" % other, owner, "PUT", data=os.urandom(8 << 20),
+               headers={"Content-Type": "application/octet-stream"}).status_code == 204
+    s = socket.create_connection(("127.0.0.1", gw.port))
+    s.sendall(("GET /v2/images/%s/file HTTP/1.1\r\nHost: x\r\n%s\r\n" % (other, hdrs)).encode())
+    s.recv(1000)
+    s.close()
+    time.sleep(1)
+    r = _up(gw, "/v2/images/%s" % other, owner)
+    assert r.status_code == 200 and gw.alive()
