@@ -8,7 +8,8 @@ BUILD_DEPS=(autoconf automake libtool pkg-config gcc make
             libinih-dev check uuid-dev)
 TEST_DEPS=(python3-glance python3-keystone python3-keystonemiddleware python3-werkzeug
            python3-pytest python3-requests python3-glanceclient
-           nginx-light openssl curl ca-certificates)
+           nginx-light openssl curl ca-certificates
+           systemd groff-base mandoc)   # the last three: make installcheck (distcheck)
 
 missing=()
 for p in "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"; do

@@ -3,12 +3,17 @@
 #   1. install the packages (scripts/setup.sh)
 #   2. build build/ (-Werror) and build-san/ (ASan + UBSan, -Werror)
 #   3. unit tests (`make check`) in each build
-#   4. the end-to-end suite (tests/e2e, real Glance + nginx TLS) against each binary
+#   4. `make -j2 distcheck` in build/: the release tarball configures, builds,
+#      passes `make check`, installs (checked by scripts/check_install.sh:
+#      binary, 0640 config, systemd unit verified, man pages linted) and
+#      uninstalls cleanly; counted as one check
+#   5. the end-to-end suite (tests/e2e, real Glance + nginx TLS) against each binary
 # Prints a summary per phase; the last line is exactly "N passed, N failed".
 # Exits non-zero when anything failed or nothing ran.
 #
 # Environment: MB_SKIP_SETUP=1 skips step 1; MB_E2E_ARGS adds pytest arguments
-# (e.g. "-k framing"); MB_TEST_FLAVORS="normal" runs only one build.
+# (e.g. "-k framing"); MB_TEST_FLAVORS="normal" runs only one build;
+# MB_SKIP_DISTCHECK=1 skips step 4.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -118,6 +123,19 @@ for flavor in ${MB_TEST_FLAVORS:-normal san}; do
   fi
   total_pass=$((total_pass + up)); total_fail=$((total_fail + uf))
   note "unit $dir: $up passed, $uf failed ($(elapsed "$t"))"
+
+  # ------------------------------------------------------------ distcheck
+  if [ "$flavor" = normal ] && [ "${MB_SKIP_DISTCHECK:-0}" != 1 ]; then
+    t=$(date +%s)
+    if (cd "$top/$dir" && make -j2 distcheck) >"$run_dir/distcheck.log" 2>&1; then
+      total_pass=$((total_pass + 1))
+      note "distcheck $dir: ok, the tarball builds, passes make check, installs and uninstalls ($(elapsed "$t"))"
+    else
+      tail -n 40 "$run_dir/distcheck.log"
+      total_fail=$((total_fail + 1))
+      note "distcheck $dir: FAILED ($(elapsed "$t"), log $run_dir/distcheck.log)"
+    fi
+  fi
 
   # ------------------------------------------------------------ e2e
   t=$(date +%s)
