@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -14,9 +15,10 @@
 #define LOG_LINE_MAX   4096   /* one log line, longer messages are cut */
 #define LOG_FIELD_MAX  2048   /* one escaped access log field */
 
-static mb_log_level min_level = LOG_INFO;
-static int access_fd = STDERR_FILENO;   /* -1: off */
-static int access_owned;                /* access_fd was opened here */
+/* Read by every thread; changed by the main thread (start-up, SIGHUP). */
+static atomic_int min_level = LOG_INFO;
+static atomic_int access_fd = STDERR_FILENO;   /* -1: off */
+static int access_owned;                       /* access_fd was opened here (main thread only) */
 
 static const char *const level_names[] = {
     [LOG_DEBUG] = "debug", [LOG_INFO] = "info",
@@ -25,15 +27,41 @@ static const char *const level_names[] = {
 
 void log_set_level(mb_log_level level)
 {
-    min_level = level;
+    atomic_store(&min_level, (int)level);
 }
 
 void log_close_access(void)
 {
-    if (access_owned)
-        close(access_fd);
-    access_fd = -1;
+    int fd = atomic_exchange(&access_fd, -1);
+    if (access_owned && fd >= 0)
+        close(fd);
     access_owned = 0;
+}
+
+/* Points the access log at fd (-1: off), owned or not. Other threads may be
+ * writing to the old descriptor this very moment: an owned one is never
+ * closed under them. A new file takes the old descriptor's number (dup2
+ * swaps the file behind it at once); otherwise the old one is pointed at
+ * /dev/null and left open. */
+static void access_switch(int fd, int owned)
+{
+    int old = atomic_load(&access_fd);
+
+    if (access_owned && owned) {
+        if (dup2(fd, old) >= 0) {
+            close(fd);
+            return;
+        }
+    }
+    atomic_store(&access_fd, fd);
+    if (access_owned) {
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, old);
+            close(null);
+        }
+    }
+    access_owned = owned;
 }
 
 int log_open_access(const char *where)
@@ -41,20 +69,17 @@ int log_open_access(const char *where)
     int fd;
 
     if (where == NULL || strcmp(where, "-") == 0) {
-        log_close_access();
-        access_fd = STDERR_FILENO;
+        access_switch(STDERR_FILENO, 0);
         return 0;
     }
     if (strcmp(where, "off") == 0) {
-        log_close_access();
+        access_switch(-1, 0);
         return 0;
     }
     fd = open(where, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0)
         return -1;
-    log_close_access();
-    access_fd = fd;
-    access_owned = 1;
+    access_switch(fd, 1);
     return 0;
 }
 
@@ -131,7 +156,7 @@ void mb_log(mb_log_level level, const char *fmt, ...)
     size_t n;
     int m;
 
-    if (level < min_level || level > LOG_ERROR)
+    if ((int)level < atomic_load_explicit(&min_level, memory_order_relaxed) || level > LOG_ERROR)
         return;
     n = timestamp(line, sizeof(line));
     m = snprintf(line + n, sizeof(line) - n, " memberbridge[%ld] %s: ",
@@ -164,7 +189,8 @@ void log_access(const char *request_id, const char *client, const char *method,
     size_t n;
     int m;
 
-    if (access_fd < 0)
+    int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
+    if (fd < 0)
         return;
     n = timestamp(line, sizeof(line));
     put_str(line, &n, sizeof(line), " access req=");
@@ -181,5 +207,5 @@ void log_access(const char *request_id, const char *client, const char *method,
     if (m < 0 || (size_t)m >= sizeof(line) - n)
         return;
     n += (size_t)m;
-    write_all(access_fd, line, n);
+    write_all(fd, line, n);
 }

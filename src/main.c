@@ -4,25 +4,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "mb_config.h"
+#include "admin.h"
+#include "listen_probe.h"
 #include "log.h"
-#include "mb_conf.h"
-#include "server.h"
-#include "svc_auth.h"
-#include "upstream.h"
+#include "metrics.h"
+#include "settings.h"
+#include "worker.h"
 
 #define DEFAULT_CONFIG        "/etc/memberbridge/memberbridge.conf"
-#define MAX_RESPONSE_BYTES    (64u << 20)   /* a 10,000-member list is ~2.5 MB */
+#define MAX_WORKERS           256
 
+/* The main thread: signals, the admin endpoint, and the workers' lives. */
 typedef struct {
     struct event_base *base;
-    mb_server         *server;
-    struct event      *grace;
+    const char        *path;          /* the config file, read again on SIGHUP */
+    mb_settings       *set;           /* the settings in force */
+    mb_worker         *workers[MAX_WORKERS];
+    unsigned           nworkers;
+    atomic_uint        exited;        /* workers whose loop has ended */
+    struct event      *exit_ev;       /* a worker's loop ended */
+    mb_admin          *admin;
     int                stopping;
-    long               grace_seconds;
 } app;
 
 static void usage(FILE *out)
@@ -34,130 +43,190 @@ static void usage(FILE *out)
             "by translating them into Image API v2 calls to an upstream Glance.\n"
             "\n"
             "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
-            "      --check-config  validate the configuration and exit 0 (valid) or 1\n"
+            "      --check-config  validate the configuration (and load the HTTPS\n"
+            "                      certificate and key) and exit 0 (valid) or 1\n"
             "  -h, --help          show this help and exit\n"
-            "  -V, --version       show the version and exit\n");
+            "  -V, --version       show the version and exit\n"
+            "\n"
+            "Signals: SIGTERM, SIGINT stop (finishing requests in flight); SIGHUP\n"
+            "reads the configuration file and certificates again.\n");
 }
 
-static void on_drained(void *arg)
+static unsigned worker_count(const mb_conf *c)
+{
+    long n = c->server.workers;
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
+}
+
+/* Runs on a worker's thread. */
+static void on_worker_exited(void *arg)
 {
     app *a = arg;
-    log_info("all requests finished; exiting");
-    event_base_loopbreak(a->base);
+    atomic_fetch_add(&a->exited, 1);
+    event_active(a->exit_ev, EV_TIMEOUT, 1);
 }
 
-static void on_last_call(evutil_socket_t fd, short what, void *arg)
+static void stop_workers(app *a)
+{
+    for (unsigned i = 0; i < a->nworkers; i++)
+        worker_stop(a->workers[i]);
+}
+
+static void on_exit_ev(evutil_socket_t fd, short what, void *arg)
 {
     app *a = arg;
     (void)fd;
     (void)what;
-    event_base_loopbreak(a->base);
+    if (atomic_load(&a->exited) == a->nworkers) {
+        log_info("all requests finished; exiting");
+        event_base_loopbreak(a->base);
+    } else if (!a->stopping) {
+        log_error("a worker's event loop ended unexpectedly; stopping");
+        a->stopping = 1;
+        stop_workers(a);
+    }
 }
 
-/* The grace period is over: answer what still waits with 503, give those
- * replies a moment to leave, then exit. */
-static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     app *a = arg;
-    struct timeval tv = { 1, 0 };
-    (void)fd;
-    (void)what;
-    log_warning("shutdown grace period of %ld s over with %zu request(s) in flight; answering them 503",
-                a->grace_seconds, server_in_flight(a->server));
-    server_abort(a->server);
-    event_base_once(a->base, -1, EV_TIMEOUT, on_last_call, a, &tv);
-}
-
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-    app *a = arg;
-    struct timeval tv = { a->grace_seconds, 0 };
     (void)what;
     if (a->stopping) {
         log_info("signal %d again: exiting now", (int)sig);
-        event_base_loopbreak(a->base);
-        return;
+    } else {
+        a->stopping = 1;
+        log_info("signal %d: no longer accepting, finishing requests in flight", (int)sig);
     }
-    a->stopping = 1;
-    log_info("signal %d: no longer accepting, finishing requests in flight (at most %ld s)",
-             (int)sig, a->grace_seconds);
-    evtimer_add(a->grace, &tv);
-    server_shutdown(a->server, on_drained, a);
+    stop_workers(a);
 }
 
-static int run(const mb_conf *conf)
+static int same(const char *x, const char *y)
 {
-    app a = { .grace_seconds = 0 };
-    mb_upstream *up = NULL;
-    mb_svc_auth *svc = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
-    int rc = 1;
-    mb_upstream_opts opts = {
-        .base_url = conf->upstream.url,
-        .ca_file = conf->upstream.ca_file,
-        .client_cert_file = conf->upstream.client_cert_file,
-        .client_key_file = conf->upstream.client_key_file,
-        .insecure = conf->upstream.insecure,
-        .connect_timeout_ms = conf->upstream.connect_timeout * 1000L,
-        .request_timeout_ms = conf->upstream.request_timeout * 1000L,
-        .retries = conf->upstream.retries,
-        .max_connections = conf->upstream.max_connections,
-        .max_response_bytes = MAX_RESPONSE_BYTES,
-    };
+    return (x == NULL && y == NULL) || (x && y && strcmp(x, y) == 0);
+}
 
-    /* In-flight requests wait at most for their longest chain of upstream
-     * calls: one call; with accept also a token request and the PUT; with
-     * share_private_images also the look, the change and the add again. */
-    long steps = 1 + (conf->members.accept ? 2 : 0) + (conf->members.share_private_images ? 3 : 0);
-    a.grace_seconds = steps * ((long)conf->upstream.request_timeout + conf->upstream.connect_timeout) + 5;
-    if ((a.base = event_base_new()) == NULL) {
+/* SIGHUP: the configuration file (and the certificate and key it names)
+ * again. All or nothing: a file that does not load, or that changes what
+ * only a restart can change, leaves the running settings as they are. */
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+    app *a = arg;
+    char err[1024];
+    mb_settings *n;
+    const mb_conf *o = &a->set->conf;
+    (void)sig;
+    (void)what;
+
+    if (a->stopping)
+        return;
+    log_info("SIGHUP: reading %s again", a->path);
+    if ((n = settings_load(a->path, err, sizeof(err))) == NULL) {
+        log_error("SIGHUP: %s; the running configuration stays", err);
+        metrics_reload(0);
+        return;
+    }
+    const char *fixed = !same(n->conf.server.listen, o->server.listen) ? "[server] listen"
+                        : n->conf.server.workers != o->server.workers ? "[server] workers"
+                        : !same(n->conf.admin.listen, o->admin.listen) ? "[admin] listen"
+                        : NULL;
+    if (fixed) {
+        log_error("SIGHUP: %s: %s cannot change without a restart; the running configuration stays",
+                  a->path, fixed);
+        settings_unref(n);
+        metrics_reload(0);
+        return;
+    }
+    if (!same(n->conf.log.access_log, o->log.access_log) || n->conf.log.access_log) {
+        /* also when unchanged: a rotated file is opened anew */
+        if (log_open_access(n->conf.log.access_log) != 0)
+            log_error("SIGHUP: cannot open access_log '%s': %m; access lines go where they went",
+                      n->conf.log.access_log);
+    }
+    log_set_level(n->conf.log.level);
+    if (n->conf.upstream.insecure)
+        log_warning("[upstream] insecure = true: the upstream's TLS certificate is NOT verified");
+    for (unsigned i = 0; i < a->nworkers; i++)
+        worker_reload(a->workers[i], n);
+    settings_unref(a->set);
+    a->set = n;
+    metrics_reload(1);
+    log_info("SIGHUP: configuration reloaded: upstream %s%s; new requests use it, requests in "
+             "flight finish with the old one", n->conf.upstream.url,
+             n->tls ? ", HTTPS certificate read again" : "");
+}
+
+static int run(app *a)
+{
+    const mb_conf *conf = &a->set->conf;
+    struct event *sig[3] = { NULL, NULL, NULL };
+    unsigned want = worker_count(conf);
+    int rc = 1;
+
+    if ((a->base = event_base_new()) == NULL
+        || (a->exit_ev = event_new(a->base, -1, 0, on_exit_ev, a)) == NULL) {
         log_error("cannot create the event loop");
-        return 1;
+        goto out;
     }
     if (conf->upstream.insecure)
         log_warning("[upstream] insecure = true: the upstream's TLS certificate is NOT verified");
-    if ((up = upstream_new(a.base, &opts)) == NULL)
-        goto out;
-    if (conf->members.accept) {
-        if ((svc = svc_auth_new(a.base, conf)) == NULL)
-            goto out;
+    if (conf->members.accept)
         log_info("[members] accept = true: added members are accepted as Keystone user %s "
                  "(project %s) at %s", conf->service_auth.username,
                  conf->service_auth.project_name, conf->service_auth.auth_url);
-    }
     if (conf->members.share_private_images)
         log_info("[members] share_private_images = true: private images are made shared "
                  "when members are added");
-    if ((a.server = server_new(a.base, conf, up, svc)) == NULL) {
-        log_error("cannot create the HTTP server");
+    if (listen_probe(conf) != 0)
         goto out;
+    for (a->nworkers = 0; a->nworkers < want; a->nworkers++) {
+        if ((a->workers[a->nworkers] = worker_new(a->nworkers, a->set)) == NULL)
+            goto out;
     }
-    if (server_listen(a.server) != 0)
+    if (conf->admin.listen
+        && (a->admin = admin_new(a->base, conf->admin.listen_host, conf->admin.listen_port,
+                                 conf->admin.listen)) == NULL)
         goto out;
-    a.grace = evtimer_new(a.base, on_grace_expired, &a);
-    sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
-    sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
-    if (a.grace == NULL || sigterm == NULL || sigint == NULL
-        || evsignal_add(sigterm, NULL) != 0 || evsignal_add(sigint, NULL) != 0) {
-        log_error("cannot set up signal handling");
-        goto out;
+    sig[0] = evsignal_new(a->base, SIGTERM, on_stop_signal, a);
+    sig[1] = evsignal_new(a->base, SIGINT, on_stop_signal, a);
+    sig[2] = evsignal_new(a->base, SIGHUP, on_reload_signal, a);
+    for (int i = 0; i < 3; i++) {
+        if (sig[i] == NULL || evsignal_add(sig[i], NULL) != 0) {
+            log_error("cannot set up signal handling");
+            goto out;
+        }
     }
+    metrics_set_workers(a->nworkers);
+    for (unsigned i = 0; i < a->nworkers; i++) {
+        if (worker_start(a->workers[i], on_worker_exited, a) != 0) {
+            a->stopping = 1;
+            stop_workers(a);
+            goto out;
+        }
+    }
+    log_info("listening on %s%s, upstream %s, %u worker thread%s", conf->server.listen,
+             a->set->tls ? " (HTTPS)" : "", conf->upstream.url, a->nworkers,
+             a->nworkers == 1 ? "" : "s");
     log_info("memberbridge %s ready", PACKAGE_VERSION);
-    event_base_dispatch(a.base);
+    event_base_dispatch(a->base);
     rc = 0;
 
 out:
-    server_free(a.server);      /* closes connections, cancels their calls */
-    if (svc)
-        svc_auth_free(svc);
-    upstream_free(up);
-    if (sigterm)
-        event_free(sigterm);
-    if (sigint)
-        event_free(sigint);
-    if (a.grace)
-        event_free(a.grace);
-    event_base_free(a.base);
+    if (rc != 0)
+        stop_workers(a);                 /* started ones end now or after their grace */
+    for (unsigned i = 0; i < a->nworkers; i++)
+        worker_free(a->workers[i]);      /* joins */
+    admin_free(a->admin);
+    for (int i = 0; i < 3; i++)
+        if (sig[i])
+            event_free(sig[i]);
+    if (a->exit_ev)
+        event_free(a->exit_ev);
+    if (a->base)
+        event_base_free(a->base);
     return rc;
 }
 
@@ -173,7 +242,7 @@ int main(int argc, char **argv)
     const char *path = DEFAULT_CONFIG;
     int check_only = 0, opt, rc;
     char err[1024];
-    mb_conf conf;
+    app a = { .path = NULL };
 
     while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
         switch (opt) {
@@ -190,33 +259,33 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    conf_defaults(&conf);
-    if (conf_load(&conf, path, err, sizeof(err)) != 0) {
+    a.path = path;
+    if ((a.set = settings_load(path, err, sizeof(err))) == NULL) {
         fprintf(stderr, "memberbridge: %s\n", err);
-        conf_free(&conf);
         return 1;
     }
     if (check_only) {
         printf("%s: configuration is valid\n", path);
-        conf_free(&conf);
+        settings_unref(a.set);
         return 0;
     }
 
-    log_set_level(conf.log.level);
-    if (log_open_access(conf.log.access_log) != 0) {
-        fprintf(stderr, "memberbridge: %s: cannot open access_log '%s'\n", path, conf.log.access_log);
-        conf_free(&conf);
+    log_set_level(a.set->conf.log.level);
+    if (log_open_access(a.set->conf.log.access_log) != 0) {
+        fprintf(stderr, "memberbridge: %s: cannot open access_log '%s'\n", path,
+                a.set->conf.log.access_log);
+        settings_unref(a.set);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "memberbridge: cannot initialise libcurl\n");
-        conf_free(&conf);
+    if (evthread_use_pthreads() != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "memberbridge: cannot initialise libevent threads or libcurl\n");
+        settings_unref(a.set);
         return 1;
     }
-    rc = run(&conf);
+    rc = run(&a);
     curl_global_cleanup();
     log_close_access();
-    conf_free(&conf);
+    settings_unref(a.set);
     return rc;
 }

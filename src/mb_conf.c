@@ -32,6 +32,7 @@ typedef enum {
     T_FILE,         /* char *, empty = NULL, else a readable regular file */
     T_ENUM,         /* an enum, one of names[] (index = value) */
     T_LISTEN,       /* [server] listen: also sets listen_host and listen_port */
+    T_ADMIN_LISTEN, /* [admin] listen: the same, or empty (off) */
     T_URL,          /* http(s) URL, no query/fragment/userinfo, trailing '/' cut */
     T_ACCESS_LOG,   /* "-", "off" or a path */
 } conf_type;
@@ -44,10 +45,6 @@ typedef struct {
     size_t      off;            /* the field in mb_conf */
     const char *const *names;   /* T_ENUM: the accepted values, in enum order */
     int         required;
-    int         later;          /* a later release's key: see later_max */
-    long        later_max;      /* ints, bools: highest value this build honours;
-                                   strings: only unset is honoured */
-    const char *later_note;     /* appended to the refusal, or NULL */
 } conf_key;
 
 static const char *const can_share_names[] = { "ignore", "reject", NULL };
@@ -58,23 +55,21 @@ _Static_assert(sizeof(mb_log_level) == sizeof(int), "enum stored as int");
 
 #define F(field) offsetof(mb_conf, field)
 #define KEY(sec, key, type, field, def) \
-    { sec, key, type, def, 0, 0, F(field), NULL, 0, 0, 0, NULL }
+    { sec, key, type, def, 0, 0, F(field), NULL, 0 }
 #define NUM(sec, key, type, field, def, lo, hi) \
-    { sec, key, type, def, lo, hi, F(field), NULL, 0, 0, 0, NULL }
+    { sec, key, type, def, lo, hi, F(field), NULL, 0 }
 #define ENUM(sec, key, field, def, names) \
-    { sec, key, T_ENUM, def, 0, 0, F(field), names, 0, 0, 0, NULL }
-#define LATER(sec, key, type, field, def, lo, hi, max, note) \
-    { sec, key, type, def, lo, hi, F(field), NULL, 0, 1, max, note }
+    { sec, key, T_ENUM, def, 0, 0, F(field), names, 0 }
 
 static const conf_key keys[] = {
     KEY("server", "listen", T_LISTEN, server.listen, "127.0.0.1:9393"),
     NUM("server", "max_body_bytes", T_LONG, server.max_body_bytes, "1048576", 1, 1073741824L),
     NUM("server", "client_timeout", T_INT, server.client_timeout, "30", 1, 3600),
-    LATER("server", "tls_cert_file", T_FILE, server.tls_cert_file, NULL, 0, 0, 0, NULL),
-    LATER("server", "tls_key_file", T_FILE, server.tls_key_file, NULL, 0, 0, 0, NULL),
-    LATER("server", "workers", T_INT, server.workers, "0", 0, 1024, 1, "only 0 or 1"),
+    KEY("server", "tls_cert_file", T_FILE, server.tls_cert_file, NULL),
+    KEY("server", "tls_key_file", T_FILE, server.tls_key_file, NULL),
+    NUM("server", "workers", T_INT, server.workers, "0", 0, 256),
 
-    { "upstream", "url", T_URL, NULL, 0, 0, F(upstream.url), NULL, 1, 0, 0, NULL },
+    { "upstream", "url", T_URL, NULL, 0, 0, F(upstream.url), NULL, 1 },
     KEY("upstream", "ca_file", T_FILE, upstream.ca_file, NULL),
     KEY("upstream", "client_cert_file", T_FILE, upstream.client_cert_file, NULL),
     KEY("upstream", "client_key_file", T_FILE, upstream.client_key_file, NULL),
@@ -93,7 +88,7 @@ static const conf_key keys[] = {
     ENUM("log", "level", log.level, "info", level_names),
     KEY("log", "access_log", T_ACCESS_LOG, log.access_log, "-"),
 
-    LATER("admin", "listen", T_STR, admin.listen, NULL, 0, 0, 0, NULL),
+    KEY("admin", "listen", T_ADMIN_LISTEN, admin.listen, NULL),
 
     KEY("service_auth", "auth_url", T_URL, service_auth.auth_url, NULL),
     KEY("service_auth", "username", T_STR, service_auth.username, NULL),
@@ -122,7 +117,8 @@ typedef struct {
 
 static int is_string_type(conf_type t)
 {
-    return t == T_STR || t == T_FILE || t == T_LISTEN || t == T_URL || t == T_ACCESS_LOG;
+    return t == T_STR || t == T_FILE || t == T_LISTEN || t == T_ADMIN_LISTEN || t == T_URL
+           || t == T_ACCESS_LOG;
 }
 
 static void *field(mb_conf *c, const conf_key *k)
@@ -428,33 +424,28 @@ static int set_value(mb_conf *c, const conf_key *k, const char *v, char *msg, si
             s[--len] = '\0';
         return 0;
     }
-    case T_LISTEN: {
+    case T_LISTEN:
+    case T_ADMIN_LISTEN: {
         char *host = NULL;
         int port;
+        int admin = k->type == T_ADMIN_LISTEN;
+        if (admin && *v == '\0') {               /* off */
+            replace_str(&c->admin.listen_host, NULL);
+            return set_string(f, v, msg, mlen);
+        }
         if (parse_listen(v, &host, &port, msg, mlen) != 0)
             return -1;
         if (set_string(f, v, msg, mlen) != 0) {
             free(host);
             return -1;
         }
-        replace_str(&c->server.listen_host, host);
-        c->server.listen_port = port;
+        replace_str(admin ? &c->admin.listen_host : &c->server.listen_host, host);
+        *(admin ? &c->admin.listen_port : &c->server.listen_port) = port;
         return 0;
     }
     }
     snprintf(msg, mlen, "unknown key type");
     return -1;
-}
-
-/* 1 when the key belongs to a later release and its value is one this
- * build cannot honour yet. */
-static int later_refused(mb_conf *c, const conf_key *k)
-{
-    if (!k->later)
-        return 0;
-    if (is_string_type(k->type))
-        return *(char **)field(c, k) != NULL;
-    return *(int *)field(c, k) > k->later_max;
 }
 
 void conf_defaults(mb_conf *c)
@@ -480,6 +471,8 @@ void conf_free(mb_conf *c)
     }
     free(c->server.listen_host);
     c->server.listen_host = NULL;
+    free(c->admin.listen_host);
+    c->admin.listen_host = NULL;
 }
 
 /* ---- the INI file, line by line ---- */
@@ -610,18 +603,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
              section, name, CONF_VALUE_MAX);
         return 1;
     }
-    if (k->later && is_string_type(k->type) && *value != '\0') {
-        fail(x, line, "[%s] %s is not supported by this version", section, name);
-        return 1;
-    }
     if (set_value(x->c, k, value, msg, sizeof(msg)) != 0) {
         fail(x, line, "[%s] %s: %s", section, name, msg);
         return 1;
     }
-    if (later_refused(x->c, k))
-        fail(x, line, "[%s] %s = %s is not supported by this version%s%s%s", section, name,
-             value, k->later_note ? " (" : "", k->later_note ? k->later_note : "",
-             k->later_note ? ")" : "");
     return 1;
 }
 
@@ -725,8 +710,12 @@ static void check_whole(conf_ctx *x)
             return;
         }
     }
-    if (c->server.listen != NULL && c->server.listen_host == NULL)
+    if ((c->server.listen != NULL && c->server.listen_host == NULL)
+        || (c->admin.listen != NULL && c->admin.listen_host == NULL))
         fail(x, 0, "out of memory");
+    else if (c->admin.listen != NULL && c->admin.listen_port == c->server.listen_port
+             && strcmp(c->admin.listen_host, c->server.listen_host) == 0)
+        fail(x, 0, "[admin] listen must differ from [server] listen");
     else if ((c->upstream.client_cert_file == NULL) != (c->upstream.client_key_file == NULL))
         fail(x, 0, "[upstream] client_cert_file and client_key_file must be set together");
     else if ((c->server.tls_cert_file == NULL) != (c->server.tls_key_file == NULL))

@@ -18,7 +18,7 @@ typedef struct {
         int    client_timeout;    /* seconds, default 30, 1 .. 3600 */
         char  *tls_cert_file;     /* NULL when unset */
         char  *tls_key_file;
-        int    workers;           /* default 0 */
+        int    workers;           /* default 0: one per core; 0 .. 256 */
     } server;
     struct {
         char  *url;               /* required, http:// or https://, no trailing '/' kept */
@@ -43,7 +43,9 @@ typedef struct {
         char  *access_log;        /* "-" (stderr, default), a path, or "off" */
     } log;
     struct {
-        char  *listen;            /* NULL: off */
+        char  *listen;            /* NULL: off; else as [server] listen */
+        char  *listen_host;
+        int    listen_port;
     } admin;
     struct {
         char  *auth_url, *username, *password, *user_domain_name,
@@ -58,9 +60,7 @@ void conf_defaults(mb_conf *c);
  * "FILE:LINE: message" (or "FILE: message" for whole-file problems:
  * unreadable file, missing required key, cross-key checks). Unknown sections
  * and keys, bad values, values of 200 bytes or more (inih cuts those) are
- * errors. Settings of later releases that this build cannot honour yet
- * (workers > 1, [admin] listen, accept, share_private_images,
- * tls_cert_file/tls_key_file) are refused with FILE:LINE too. */
+ * errors. */
 int  conf_load(mb_conf *c, const char *path, char *err, size_t errlen);
 void conf_free(mb_conf *c);
 

@@ -26,6 +26,7 @@
 #include "fanout.h"
 #include "fwd_headers.h"
 #include "log.h"
+#include "metrics.h"
 #include "plan.h"
 #include "reply.h"
 #include "strset.h"
@@ -803,6 +804,7 @@ static int run_member_jobs(mb_exchange *x, const mb_strset *add, const mb_strset
             k++;
         }
     }
+    metrics_fanout(njobs);
     fanout_init(&x->fan, njobs, (size_t)x->env.conf->members.concurrency,
                 start_member_job, members_all_done, x);
     fanout_run(&x->fan);

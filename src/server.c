@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,14 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <evhtp/evhtp.h>
+#include <openssl/ssl.h>
 
 #include "framing.h"
 #include "fwd_headers.h"
 #include "linger.h"
 #include "log.h"
 #include "members.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "versions.h"
 #include "reply.h"
@@ -65,11 +68,27 @@ typedef struct conn_node {
     size_t              held_len;
 } conn_node;
 
-struct mb_server {
-    struct event_base *base;
+/* The settings a request runs with, and the upstream clients made for them.
+ * A reload (server_reconfigure) makes a new one current; a request keeps the
+ * one it started with, which is freed once no request uses it. */
+typedef struct mb_profile {
     const mb_conf     *conf;
     mb_upstream       *up;
     mb_svc_auth       *svc;        /* NULL unless [members] accept */
+    void             (*release)(void *arg);
+    void              *release_arg;
+    size_t             refs;       /* requests using it */
+    int                retired;    /* no longer the current one */
+    struct event      *free_ev;    /* frees it from the loop, not from a callback of its upstream */
+    struct mb_profile *next;       /* all of the server's profiles */
+    struct mb_server  *srv;
+} mb_profile;
+
+struct mb_server {
+    struct event_base *base;
+    unsigned           worker;     /* index of the worker thread (metrics) */
+    mb_profile        *cur;        /* what new requests use */
+    mb_profile        *profiles;
     evhtp_t           *htp;
     conn_node         *conns;
     size_t             in_flight;
@@ -81,6 +100,7 @@ struct mb_server {
 
 typedef struct mb_req {
     mb_server       *srv;
+    mb_profile      *prof;            /* the settings it runs with */
     conn_node       *node;
     evhtp_request_t *req;
     mb_route         route;
@@ -96,6 +116,7 @@ typedef struct mb_req {
     mb_exchange     *exchange;
     mb_proxy        *proxy;           /* not a membership call: streamed upstream */
     int              versions;        /* GET / or /versions: the v1 entries are added */
+    int              proxied;         /* passed to the upstream as it is */
     mb_call         *vcall;           /* its upstream call */
     struct event    *defer;           /* immediate replies are sent from here */
     mb_reply         pending;         /* the reply the defer event sends */
@@ -129,6 +150,104 @@ static void format_client(const struct sockaddr *sa, char *out, size_t outlen)
     snprintf(out, outlen, "%s:%d", host, port);
 }
 
+static const char *conn_scheme(const evhtp_connection_t *conn)
+{
+    return conn && conn->ssl ? "https" : "http";
+}
+
+/* ---- profiles ---------------------------------------------------------- */
+
+static void profile_free(mb_profile *p)
+{
+    mb_server *s = p->srv;
+    for (mb_profile **pp = &s->profiles; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    if (p->free_ev)
+        event_free(p->free_ev);
+    if (p->svc)
+        svc_auth_free(p->svc);
+    upstream_free(p->up);
+    if (p->release)
+        p->release(p->release_arg);
+    free(p);
+}
+
+static void on_profile_unused(evutil_socket_t fd, short what, void *arg)
+{
+    mb_profile *p = arg;
+    (void)fd;
+    (void)what;
+    if (p->retired && p->refs == 0)
+        profile_free(p);
+}
+
+/* A request lets go of its profile. An old profile is freed from the loop:
+ * this may run inside a callback of its own upstream client. */
+static void profile_unref(mb_profile *p)
+{
+    if (p == NULL || --p->refs > 0 || !p->retired)
+        return;
+    if (p->free_ev)
+        event_active(p->free_ev, EV_TIMEOUT, 1);
+    else
+        profile_free(p);
+}
+
+static mb_profile *profile_new(mb_server *s, const mb_server_profile *init)
+{
+    mb_profile *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->conf = init->conf;
+    p->up = init->up;
+    p->svc = init->svc;
+    p->release = init->release;
+    p->release_arg = init->release_arg;
+    p->srv = s;
+    p->free_ev = event_new(s->base, -1, 0, on_profile_unused, p);
+    if (p->free_ev == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->next = s->profiles;
+    s->profiles = p;
+    return p;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static mb_metric_route metric_route(const mb_req *r)
+{
+    if (r->proxied)
+        return MR_PROXY;
+    if (r->versions)
+        return MR_VERSIONS;
+    if (r->bad_route)
+        return MR_OTHER;
+    switch (r->route.op) {
+    case OP_ADD:           return MR_ADD_MEMBER;
+    case OP_REMOVE:        return MR_REMOVE_MEMBER;
+    case OP_REPLACE:       return MR_REPLACE_MEMBERS;
+    case OP_LIST:          return MR_LIST_MEMBERS;
+    case OP_SHARED_IMAGES: return MR_SHARED_IMAGES;
+    case OP_HEALTHCHECK:   return MR_HEALTHCHECK;
+    default:               return MR_OTHER;
+    }
+}
+
+/* The request is answered (or given up): the access log line, the metrics. */
+static void req_log(const mb_req *r, int status, unsigned calls, unsigned failed)
+{
+    log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start),
+               calls, failed);
+    metrics_request(metric_route(r), status);
+    metrics_worker_request(r->srv->worker);
+}
+
 /* r no longer holds up shutdown (its reply is out of our buffers, or it is
  * being freed). Idempotent. */
 static void req_release(mb_req *r)
@@ -137,6 +256,7 @@ static void req_release(mb_req *r)
         return;
     r->released = 1;
     r->srv->in_flight--;
+    metrics_in_flight(-1);
     if (r->srv->shutting_down && r->srv->in_flight == 0 && r->srv->drain_ev)
         event_active(r->srv->drain_ev, EV_TIMEOUT, 1);
 }
@@ -159,6 +279,7 @@ static void req_free(mb_req *r)
     free(r->hdrs_json);
     free(r->hdrs_patch);
     req_release(r);
+    profile_unref(r->prof);
     free(r);
 }
 
@@ -204,7 +325,7 @@ static evhtp_res reply_and_close(mb_req *r, int status, const char *message)
     char rid[MB_REQID_LEN + 1];
 
     snprintf(rid, sizeof(rid), "%s", r->request_id);
-    log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start), 0, 0);
+    req_log(r, status, 0, 0);
     log_info("%s client=%s: %d %s, closing the connection", r->request_id, r->client, status, message);
     untrack_conn(r->srv, conn);
     req->cbarg = NULL;                 /* the request callback must not find r */
@@ -250,8 +371,7 @@ static void send_pending(mb_req *r)
         req->flags &= (uint16_t)~EVHTP_REQ_FLAG_KEEPALIVE;
     if (!(req->flags & EVHTP_REQ_FLAG_KEEPALIVE))
         r->node->closing = 1;   /* parse nothing after this reply */
-    log_access(r->request_id, r->client, r->method, r->path, p->status,
-               ms_since(&r->start), p->calls, p->failed);
+    req_log(r, p->status, p->calls, p->failed);
     r->replied = 1;
     evhtp_send_reply(req, (evhtp_res)p->status);
     evhtp_request_resume(req);
@@ -300,13 +420,13 @@ static void on_members_done(mb_reply *reply, void *arg)
 static void start_members(mb_req *r)
 {
     mb_members_env env = {
-        .up = r->srv->up, .conf = r->srv->conf,
+        .up = r->prof->up, .conf = r->prof->conf,
         .request_id = r->request_id, .client = r->client,
         .headers = r->hdrs, .headers_json = r->hdrs_json, .headers_patch = r->hdrs_patch,
-        .svc = r->srv->svc,
+        .svc = r->prof->svc,
     };
     if (r->hdrs == NULL || r->hdrs_json == NULL
-        || (r->srv->conf->members.share_private_images && r->hdrs_patch == NULL
+        || (r->prof->conf->members.share_private_images && r->hdrs_patch == NULL
             && (r->route.op == OP_ADD || r->route.op == OP_REPLACE))
         || members_start(&env, &r->route, r->body, on_members_done, r, &r->exchange) != 0)
         reply_error_soon(r, 500, "out of memory");
@@ -332,7 +452,7 @@ static void abort_request(mb_req *r, int status, const char *message)
     char rid[MB_REQID_LEN + 1];
 
     snprintf(rid, sizeof(rid), "%s", r->request_id);
-    log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start), 1, 1);
+    req_log(r, status, 1, 1);
     log_info("%s client=%s: %d %s, closing the connection", r->request_id, r->client, status, message);
     conn->request->cbarg = NULL;
     untrack_conn(r->srv, conn);
@@ -361,7 +481,7 @@ static void on_proxy_done(void *arg, int status, unsigned long long bytes, int c
     (void)bytes;
     if (cut || !(r->req->flags & EVHTP_REQ_FLAG_KEEPALIVE) || r->srv->shutting_down)
         r->node->closing = 1;   /* parse nothing after this reply */
-    log_access(r->request_id, r->client, r->method, r->path, status, ms_since(&r->start), 1, cut);
+    req_log(r, status, 1, cut ? 1 : 0);
     r->replied = 1;
 }
 
@@ -384,10 +504,10 @@ static void on_versions(const mb_response *resp, void *arg)
         reply_error_soon(r, resp->xfer == XFER_TIMEOUT ? 504 : 502, resp->error);
         return;
     }
-    snprintf(base, sizeof(base), "%s://%s", r->srv->conf->server.tls_cert_file ? "https" : "http",
-             host && *host && !strpbrk(host, "\"\\ /") ? host : r->srv->conf->server.listen);
+    snprintf(base, sizeof(base), "%s://%s", conn_scheme(evhtp_request_get_connection(r->req)),
+             host && *host && !strpbrk(host, "\"\\ /") ? host : r->prof->conf->server.listen);
     if (resp->status == 200 || resp->status == 300)
-        body = versions_with_v1(resp->body, resp->body_len, r->srv->conf->upstream.url, base, &len);
+        body = versions_with_v1(resp->body, resp->body_len, r->prof->conf->upstream.url, base, &len);
     if (body == NULL) {                 /* not a version document: as it came */
         len = resp->body_len;
         if ((body = malloc(len + 1)) != NULL)
@@ -404,7 +524,7 @@ static void start_versions(mb_req *r)
     mb_request call = {
         .method = "GET", .path = r->path, .headers = (const char *const *)r->hdrs,
     };
-    if (r->hdrs == NULL || (r->vcall = upstream_call(r->srv->up, &call, on_versions, r)) == NULL)
+    if (r->hdrs == NULL || (r->vcall = upstream_call(r->prof->up, &call, on_versions, r)) == NULL)
         reply_error_soon(r, 500, "out of memory");
 }
 
@@ -413,7 +533,7 @@ static evhtp_res start_proxy(mb_req *r, const mb_header *h, size_t n, const mb_f
     char ip[INET6_ADDRSTRLEN];
     client_ip(evhtp_request_get_connection(r->req)->saddr, ip, sizeof(ip));
     char **hdrs = fwd_headers_proxy(h, n, r->request_id, ip,
-                                    r->srv->conf->server.tls_cert_file ? "https" : "http");
+                                    conn_scheme(evhtp_request_get_connection(r->req)));
     const char *uri = r->req->uri && r->req->uri->path && r->req->uri->path->full
                       ? r->req->uri->path->full : "/";
     char *target = NULL;
@@ -431,8 +551,9 @@ static evhtp_res start_proxy(mb_req *r, const mb_header *h, size_t n, const mb_f
     }
     free(r->path);
     r->path = target;                 /* for the access log too */
+    r->proxied = 1;
     proxy_env env = {
-        .up = r->srv->up, .path = r->path, .headers = hdrs,
+        .up = r->prof->up, .path = r->path, .headers = hdrs,
         .with_body = fr->chunked || fr->content_length > 0,
         .body_size = fr->chunked ? -1 : (long long)fr->content_length,
         .request_id = r->request_id, .client = r->client,
@@ -453,7 +574,7 @@ static void on_request(evhtp_request_t *req, void *arg)
 
     if (r == NULL || r->req != req)
         return;        /* taken over by reply_and_close */
-    conf = r->srv->conf;
+    conf = r->prof->conf;
     r->complete = 1;
     r->node->in_request_line = 1;     /* what follows is the next request */
     r->node->in_headers = 0;
@@ -513,7 +634,7 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
     if (r->proxy) {
         /* client_timeout is the longest pause between two reads of a
          * proxied body; none while the proxy holds the client back */
-        struct timeval tv = { r->srv->conf->server.client_timeout, 0 };
+        struct timeval tv = { r->prof->conf->server.client_timeout, 0 };
         proxy_body(r->proxy, buf);
         if (evhtp_request_get_connection(req)->flags & EVHTP_CONN_FLAG_PAUSED)
             evtimer_del(r->node->deadline);
@@ -521,7 +642,7 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
             evtimer_add(r->node->deadline, &tv);
         return EVHTP_RES_OK;
     }
-    if (r->body_bytes > (uint64_t)r->srv->conf->server.max_body_bytes) {
+    if (r->body_bytes > (uint64_t)r->prof->conf->server.max_body_bytes) {
         evbuffer_drain(buf, n);
         return reply_and_close(r, 413, "request body larger than max_body_bytes");
     }
@@ -585,7 +706,7 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
 {
     conn_node *node = arg;
     mb_server *s = node->srv;
-    const mb_conf *conf = s->conf;
+    const mb_conf *conf = s->cur->conf;
     struct { mb_header h[MAX_HEADERS]; size_t n; int overflow; } hs = { .n = 0 };
     mb_framing fr;
     const char *err, *rid;
@@ -594,9 +715,12 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
     if (r == NULL)
         return EVHTP_RES_ERROR;
     r->srv = s;
+    r->prof = s->cur;
+    r->prof->refs++;
     r->node = node;
     r->req = req;
     s->in_flight++;
+    metrics_in_flight(1);
     clock_gettime(CLOCK_MONOTONIC, &r->start);
     format_client(evhtp_request_get_connection(req)->saddr, r->client, sizeof(r->client));
     r->method = htparser_get_methodstr_m(req->method);
@@ -629,7 +753,7 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
             client_ip(evhtp_request_get_connection(req)->saddr, ip, sizeof(ip));
             r->versions = 1;
             r->hdrs = fwd_headers_proxy(hs.h, hs.n, r->request_id, ip,
-                                        conf->server.tls_cert_file ? "https" : "http");
+                                        conn_scheme(evhtp_request_get_connection(req)));
             return EVHTP_RES_OK;
         }
         return start_proxy(r, hs.h, hs.n, &fr);   /* max_body_bytes is for membership bodies */
@@ -678,6 +802,7 @@ static void untrack_conn(mb_server *s, evhtp_connection_t *conn)
             event_free(n->deadline);
         free(n->held);
         free(n);
+        metrics_connections(-1);
         return;
     }
 }
@@ -702,6 +827,7 @@ static void answer_parse_error(evhtp_connection_t *conn)
     log_info("%s client=%s: 400 %s (%s), closing the connection", rid, client, msg,
              htparser_get_strerror(conn->parser));
     log_access(rid, client, "?", "", 400, 0.0, 0, 0);
+    metrics_request(MR_OTHER, 400);
     take_over_and_close(conn, rid, 400, msg);
 }
 
@@ -747,15 +873,17 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     }
     if (r) {
         snprintf(rid, sizeof(rid), "%s", r->request_id);
-        log_access(rid, r->client, r->method, r->path, status, ms_since(&r->start), 0, 0);
+        req_log(r, status, 0, 0);
         conn->request->cbarg = NULL;
         req_free(r);
     } else {
         reqid_new(rid);
     }
     format_client(conn->saddr, client, sizeof(client));
-    if (r == NULL)
+    if (r == NULL) {
         log_access(rid, client, "?", "", status, 0.0, 0, 0);
+        metrics_request(MR_OTHER, status);
+    }
     log_info("%s client=%s: %d %s, closing the connection", rid, client, status, why);
     untrack_conn(s, conn);                      /* frees n and this timer */
     take_over_and_close(conn, rid, status, why);
@@ -765,7 +893,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 static evhtp_res on_headers_start(evhtp_request_t *req, void *arg)
 {
     conn_node *n = arg;
-    struct timeval tv = { n->srv->conf->server.client_timeout, 0 };
+    struct timeval tv = { n->srv->cur->conf->server.client_timeout, 0 };
     if (n->closing) {
         /* libevhtp goes on parsing what was pipelined after a reply that
          * said Connection: close: stop here, close without a reset */
@@ -786,7 +914,7 @@ static evhtp_res on_conn_write(evhtp_connection_t *conn, void *arg)
 {
     conn_node *n = arg;
     mb_req *r = conn->request ? conn->request->cbarg : NULL;
-    struct timeval tv = { n->srv->conf->server.client_timeout, 0 };
+    struct timeval tv = { n->srv->cur->conf->server.client_timeout, 0 };
     if (r && r->replied) {
         req_release(r);
         evtimer_add(n->deadline, &tv);
@@ -822,11 +950,12 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
     n->conn = conn;
     n->srv = s;
     n->in_request_line = 1;
+    metrics_connections(1);
     n->next = s->conns;
     if (s->conns)
         s->conns->prev = n;
     s->conns = n;
-    struct timeval tv = { s->conf->server.client_timeout, 0 };
+    struct timeval tv = { s->cur->conf->server.client_timeout, 0 };
     evtimer_add(n->deadline, &tv);            /* bounds the first request line */
     evhtp_connection_set_hook(conn, evhtp_hook_on_write, (evhtp_hook)on_conn_write, n);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers_start, (evhtp_hook)on_headers_start, n);
@@ -915,15 +1044,21 @@ static int guard_scan(conn_node *n, const char *d, size_t len, const char **why)
     return *why ? -1 : 0;
 }
 
+static htparser_run_fn real_run;
+static pthread_once_t real_run_once = PTHREAD_ONCE_INIT;
+
+static void find_real_run(void)
+{
+    real_run = (htparser_run_fn)dlsym(RTLD_NEXT, "htparser_run");
+}
+
 size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t len)
 {
-    static htparser_run_fn real_run;
     conn_node *n;
     const char *buf, *why = NULL;
     size_t held, total, done, line_end;
 
-    if (real_run == NULL)
-        real_run = (htparser_run_fn)dlsym(RTLD_NEXT, "htparser_run");
+    pthread_once(&real_run_once, find_real_run);
     if (real_run == NULL)
         abort();   /* libevhtp is linked: cannot happen */
     n = node_of_parser(p);
@@ -1016,20 +1151,17 @@ static void on_drained(evutil_socket_t fd, short what, void *arg)
         s->drained(s->drained_arg);
 }
 
-mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream *up,
-                      mb_svc_auth *svc)
+mb_server *server_new(struct event_base *base, unsigned worker, const mb_server_profile *p)
 {
     mb_server *s = calloc(1, sizeof(*s));
-    struct timeval tv = { conf->server.client_timeout, 0 };
+    struct timeval tv = { p->conf->server.client_timeout, 0 };
     if (s == NULL)
         return NULL;
     s->base = base;
-    s->conf = conf;
-    s->up = up;
-    s->svc = svc;
+    s->worker = worker;
     s->htp = evhtp_new(base, NULL);
     s->drain_ev = event_new(base, -1, 0, on_drained, s);
-    if (s->htp == NULL || s->drain_ev == NULL) {
+    if (s->htp == NULL || s->drain_ev == NULL || (s->cur = profile_new(s, p)) == NULL) {
         server_free(s);
         return NULL;
     }
@@ -1039,16 +1171,44 @@ mb_server *server_new(struct event_base *base, const mb_conf *conf, mb_upstream 
     return s;
 }
 
+int server_reconfigure(mb_server *s, const mb_server_profile *p)
+{
+    mb_profile *old = s->cur, *now = profile_new(s, p);
+    struct timeval tv = { p->conf->server.client_timeout, 0 };
+    if (now == NULL)
+        return -1;
+    s->cur = now;
+    evhtp_set_timeouts(s->htp, &tv, &tv);       /* connections accepted from now on */
+    old->retired = 1;
+    if (old->refs == 0)
+        event_active(old->free_ev, EV_TIMEOUT, 1);
+    return 0;
+}
+
+void server_set_tls(mb_server *s, SSL_CTX *ctx)
+{
+    /* libevhtp makes each accepted connection's SSL from htp->ssl_ctx (and
+     * frees it in evhtp_free); connections made before keep theirs. */
+    if (ctx)
+        SSL_CTX_up_ref(ctx);
+    if (s->htp->ssl_ctx)
+        SSL_CTX_free(s->htp->ssl_ctx);
+    s->htp->ssl_ctx = ctx;
+}
+
 int server_listen(mb_server *s)
 {
     char addr[300];
-    const char *host = s->conf->server.listen_host;
+    const mb_conf *c = s->cur->conf;
+    const char *host = c->server.listen_host;
     snprintf(addr, sizeof(addr), "%s%s", strchr(host, ':') ? "ipv6:" : "", host);
-    if (evhtp_bind_socket(s->htp, addr, (uint16_t)s->conf->server.listen_port, BACKLOG) != 0) {
-        log_error("cannot listen on %s: %m", s->conf->server.listen);
+    /* every worker binds its own socket to the address; the kernel spreads
+     * the connections over them */
+    evhtp_enable_flag(s->htp, EVHTP_FLAG_ENABLE_REUSEPORT);
+    if (evhtp_bind_socket(s->htp, addr, (uint16_t)c->server.listen_port, BACKLOG) != 0) {
+        log_error("cannot listen on %s: %m", c->server.listen);
         return -1;
     }
-    log_info("listening on %s, upstream %s", s->conf->server.listen, s->conf->upstream.url);
     return 0;
 }
 
@@ -1113,5 +1273,7 @@ void server_free(mb_server *s)
     }
     if (s->drain_ev)
         event_free(s->drain_ev);
+    while (s->profiles)
+        profile_free(s->profiles);
     free(s);
 }

@@ -26,6 +26,7 @@
 #include <curl/curl.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define RETRY_BACKOFF_MS 50L
 
@@ -423,6 +424,7 @@ static void call_complete(mb_call *call, mb_xfer xfer, int status, const char *e
     call->resp.header = xfer == XFER_HTTP ? call->header_value : NULL;
     call->resp.attempts = call->attempts;
     call->resp.seconds = seconds_since(&call->started);
+    metrics_upstream_call(call->method, call->resp.status, call->resp.seconds);
 
     if (xfer == XFER_HTTP)
         log_debug("upstream: %s %s -> %d (%zu bytes, %d attempt%s, %.3f s)",

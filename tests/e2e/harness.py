@@ -729,18 +729,23 @@ GATEWAY_KEYS = {
     "concurrency": "members", "max_per_request": "members", "can_share": "members",
     "accept": "members", "share_private_images": "members",
     "level": "log", "access_log": "log",
+    "admin_listen": "admin",
 }
-_SECTIONS = ("server", "upstream", "members", "log")
+_SECTIONS = ("server", "upstream", "members", "log", "admin")
+_KEY_NAMES = {"admin_listen": "listen"}   # setting -> the key written in its section
 
 
 class Gateway:
     """memberbridge -c FILE, plain http on 127.0.0.1:<free port>."""
 
     def __init__(self, binary, upstream_url, ca_file, workdir=None, name="gateway",
-                 service_auth=None, conf_mode=0o600, **overrides):
+                 service_auth=None, conf_mode=0o600, https_ca=None, **overrides):
         """service_auth: the [service_auth] keys (dict), written as given.
-        conf_mode: the config file's permissions."""
+        conf_mode: the config file's permissions. https_ca: with
+        tls_cert_file/tls_key_file set, the CA clients verify the gateway
+        with (url is then https://)."""
         self.binary = str(binary)
+        self.https_ca = str(https_ca) if https_ca else None
         self.service_auth = dict(service_auth or {})
         self.conf_mode = conf_mode
         self.name = name
@@ -779,7 +784,7 @@ class Gateway:
             if not keys:
                 continue
             lines.append("[%s]" % section)
-            lines += ["%s = %s" % (k, self.settings[k]) for k in keys]
+            lines += ["%s = %s" % (_KEY_NAMES.get(k, k), self.settings[k]) for k in keys]
             lines.append("")
         if self.service_auth:
             lines.append("[service_auth]")
@@ -790,7 +795,44 @@ class Gateway:
 
     @property
     def url(self):
-        return "http://%s:%d" % (LOCAL, self.port)
+        scheme = "https" if self.settings.get("tls_cert_file") else "http"
+        return "%s://%s:%d" % (scheme, LOCAL, self.port)
+
+    @property
+    def verify(self):
+        """requests' verify= for this gateway's URL."""
+        return self.https_ca if self.https_ca else True
+
+    @property
+    def admin_url(self):
+        v = self.settings.get("admin_listen")
+        return "http://%s" % v if v else None
+
+    def metrics(self):
+        """GET /metrics on the admin listener, parsed: {(name, frozenset(labels)): value}."""
+        r = requests.get(self.admin_url + "/metrics", timeout=10)
+        if r.status_code != 200:
+            raise HarnessError("/metrics answered %d: %s" % (r.status_code, r.text[:200]))
+        return parse_prometheus(r.text)
+
+    def reload(self, conf_changes=None, timeout=10):
+        """Changes settings (a dict; a value None drops the key), rewrites
+        the config file, sends SIGHUP, and waits for the log line saying it
+        was applied or refused; returns True when applied."""
+        before = len([ln for ln in self.stderr_text().splitlines() if "SIGHUP: " in ln])
+        for k, v in (conf_changes or {}).items():
+            if k not in GATEWAY_KEYS:
+                raise HarnessError("unknown gateway setting %r" % k)
+            self.settings[k] = v
+        self.write_conf()
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+        def outcome():
+            lines = [ln for ln in self.stderr_text().splitlines() if "SIGHUP: " in ln]
+            done = [ln for ln in lines[before:] if "reloaded" in ln or "stays" in ln]
+            return done[-1] if done else None
+        line = wait_until(outcome, timeout, what="the gateway's SIGHUP outcome")
+        return "configuration reloaded" in line
 
     @property
     def access_log_path(self):
@@ -803,7 +845,8 @@ class Gateway:
         self.write_conf()
         self.proc = Proc(self.name, [self.binary, "-c", self.conf_path], self.log_path)
         try:
-            wait_http_ok(self.url + "/healthcheck", self.proc, timeout, what="gateway /healthcheck")
+            wait_http_ok(self.url + "/healthcheck", self.proc, timeout, verify=self.verify,
+                         what="gateway /healthcheck")
         except HarnessError:
             self.stop()
             raise
@@ -834,6 +877,31 @@ class Gateway:
 
     def describe(self):
         return "gateway log %s:\n%s" % (self.log_path, tail(self.log_path, 80))
+
+
+def parse_prometheus(text):
+    """The Prometheus text format, strictly: every sample line is
+    name{labels} value or name value, each family has # HELP and # TYPE
+    first. Returns {(name, frozenset(label pairs)): float}."""
+    out, typed = {}, set()
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+    for ln in text.splitlines():
+        if ln.startswith("# TYPE "):
+            typed.add(ln.split()[2])
+            continue
+        if ln.startswith("#") or not ln:
+            continue
+        m = sample.match(ln)
+        if not m:
+            raise HarnessError("not a Prometheus sample line: %r" % ln)
+        name, labels, value = m.groups()
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        if name not in typed and family not in typed:
+            raise HarnessError("sample %s before its # TYPE line" % name)
+        pairs = frozenset(label.findall(labels)) if labels else frozenset()
+        out[(name, pairs)] = float(value)
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -47,6 +47,9 @@ def log_count(gw, needle):
 
 
 def gateway_for(make_gateway, glance, account, **settings):
+    # Each worker thread keeps its own service token: one worker, so that
+    # the token counts below are exact.
+    settings.setdefault("workers", 1)
     return make_gateway(upstream=glance.tls_url, service_auth=account.service_auth(), **settings)
 
 
@@ -229,7 +232,11 @@ def test_accept_calls_carry_only_the_service_token(make_gateway, bad_upstream, k
 
 # ---- the service token's lifecycle -------------------------------------------
 
-def test_one_token_fetch_for_concurrent_requests(accept_gateway, keystone_glance, owner_account):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_token_fetch_for_concurrent_requests(make_gateway, keystone_glance, owner_account,
+                                                 gateway_service_account, workers):
+    accept_gateway = gateway_for(make_gateway, keystone_glance, gateway_service_account,
+                                 accept="true", workers=workers)
     token = owner_account.token()
     images = [keystone_glance.create_image_as(token) for _ in range(8)]
     results = []
@@ -248,7 +255,8 @@ def test_one_token_fetch_for_concurrent_requests(accept_gateway, keystone_glance
     assert sorted(s for s, _, _ in results) == [204] * 8, results
     for _, image, members in results:
         assert keystone_glance.members_as(image, token) == {m: "accepted" for m in members}
-    assert log_count(accept_gateway, OBTAINED) == 1
+    # one token per worker thread at most, however many requests wanted one
+    assert 1 <= log_count(accept_gateway, OBTAINED) <= workers
 
 
 def test_token_refreshed_before_expiry(make_gateway, keystone_short_stack):

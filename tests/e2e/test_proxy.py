@@ -66,6 +66,23 @@ def test_upload_chunked(gateway, owner):
     assert hashlib.sha256(r.content).hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
 
 
+def test_range_requests_pass_through(gateway, glance, owner):
+    image = _new_image(gateway, owner)
+    data = os.urandom(3 * 1024 * 1024 + 11)
+    r = _up(gateway, "/v2/images/%s/file" % image, owner, "PUT", data=data,
+            headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 204, r.text
+    for spec, lo, hi in (("bytes=100-199", 100, 199), ("bytes=3145700-", 3145700, len(data) - 1)):
+        r = _up(gateway, "/v2/images/%s/file" % image, owner, headers={"Range": spec})
+        direct = glance.request("GET", "/v2/images/%s/file" % image, owner, headers={"Range": spec})
+        assert r.status_code == direct.status_code == 206, (r.status_code, direct.status_code)
+        assert r.headers["Content-Range"] == direct.headers["Content-Range"] \
+            == "bytes %d-%d/%d" % (lo, hi, len(data))
+        assert r.content == data[lo:hi + 1]
+    r = _up(gateway, "/v2/images/%s/file" % image, owner, headers={"Range": "bytes=99999999-"})
+    assert r.status_code == 416
+
+
 def test_head_and_errors_pass_through(gateway, owner):
     image = _new_image(gateway, owner)
     r = _up(gateway, "/v2/images/%s" % image, owner, "HEAD")

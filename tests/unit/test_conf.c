@@ -353,7 +353,7 @@ START_TEST(out_of_range)
     load_err(BASE "max_connections = 0\n", 3, "out of range (1..10000)");
     load_err(BASE "[members]\nconcurrency = 1001\n", 4, "out of range (1..1000)");
     load_err(BASE "[members]\nmax_per_request = 1000001\n", 4, "out of range (1..1000000)");
-    load_err(BASE "[server]\nworkers = 1025\n", 4, "out of range (0..1024)");
+    load_err(BASE "[server]\nworkers = 257\n", 4, "out of range (0..256)");
 }
 END_TEST
 
@@ -609,21 +609,41 @@ START_TEST(world_readable_password_refused)
 }
 END_TEST
 
-START_TEST(later_release_keys_refused)
+START_TEST(workers_tls_admin_keys)
 {
-    load_err(BASE "[server]\nworkers = 2\n", 4,
-             "[server] workers = 2 is not supported by this version (only 0 or 1)");
-    load_err(BASE "[server]\nworkers = 16\n", 4, "is not supported by this version");
-    load_err(BASE "[server]\ntls_cert_file = /etc/ssl/certs/gw.pem\n", 4,
-             "[server] tls_cert_file is not supported by this version");
-    load_err(BASE "[server]\ntls_key_file = /etc/ssl/private/gw.key\n", 4,
-             "[server] tls_key_file is not supported by this version");
-    load_err(BASE "[admin]\nlisten = 127.0.0.1:9494\n", 4,
-             "[admin] listen is not supported by this version");
-    /* their defaults are fine */
-    load_ok(BASE "[server]\nworkers = 0\ntls_cert_file =\ntls_key_file =\n"
-                 "[admin]\nlisten =\n[members]\naccept = no\nshare_private_images = false\n");
+    load_ok(BASE "[server]\nworkers = 2\n");
+    ck_assert_int_eq(c.server.workers, 2);
+    load_err(BASE "[server]\nworkers = 257\n", 4, "[server] workers");
+    load_err(BASE "[server]\nworkers = -1\n", 4, "[server] workers");
+    char cert[300], key[300], text[800];
+    snprintf(cert, sizeof(cert), "%s", write_file("gw.pem", "c\n", 2));
+    snprintf(key, sizeof(key), "%s", write_file("gw.key", "k\n", 2));
+    snprintf(text, sizeof(text), BASE "[server]\ntls_cert_file = %s\ntls_key_file = %s\n", cert, key);
+    load_ok(text);   /* (whether they hold a certificate and key: settings_load, tls_server.c) */
+    ck_assert_str_eq(c.server.tls_cert_file, cert);
+    ck_assert_str_eq(c.server.tls_key_file, key);
+    snprintf(text, sizeof(text), BASE "[server]\ntls_cert_file = %s\n", cert);
+    load_err(text, 0, "[server] tls_cert_file and tls_key_file must be set together");
+    snprintf(text, sizeof(text), BASE "[server]\ntls_key_file = %s\n", key);
+    load_err(text, 0, "[server] tls_cert_file and tls_key_file must be set together");
+    load_err(BASE "[server]\ntls_cert_file = /nonexistent/gw.pem\n", 4, "No such file");
+    load_ok(BASE "[admin]\nlisten = 127.0.0.1:9494\n");
+    ck_assert_str_eq(c.admin.listen, "127.0.0.1:9494");
+    ck_assert_str_eq(c.admin.listen_host, "127.0.0.1");
+    ck_assert_int_eq(c.admin.listen_port, 9494);
+    load_ok(BASE "[admin]\nlisten = [::1]:9495\n");
+    ck_assert_str_eq(c.admin.listen_host, "::1");
+    ck_assert_int_eq(c.admin.listen_port, 9495);
+    load_err(BASE "[admin]\nlisten = 127.0.0.1\n", 4, "[admin] listen");
+    load_err(BASE "[admin]\nlisten = 127.0.0.1:99999\n", 4, "[admin] listen");
+    load_err(BASE "[server]\nlisten = 127.0.0.1:9393\n[admin]\nlisten = 127.0.0.1:9393\n", 0,
+             "[admin] listen must differ from [server] listen");
+    /* the defaults: one worker per core, plain HTTP, no admin listener */
+    load_ok(BASE "[server]\nworkers = 0\ntls_cert_file =\ntls_key_file =\n[admin]\nlisten =\n");
     ck_assert_int_eq(c.server.workers, 0);
+    ck_assert_ptr_null(c.server.tls_cert_file);
+    ck_assert_ptr_null(c.admin.listen);
+    ck_assert_ptr_null(c.admin.listen_host);
 }
 END_TEST
 
@@ -655,7 +675,7 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, missing_file);
     tcase_add_test(tc, unreadable_ca_file);
     tcase_add_test(tc, cert_and_key_together);
-    tcase_add_test(tc, later_release_keys_refused);
+    tcase_add_test(tc, workers_tls_admin_keys);
     tcase_add_test(tc, accept_needs_service_auth);
     tcase_add_test(tc, world_readable_password_refused);
     suite_add_tcase(s, tc);
