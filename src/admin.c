@@ -11,9 +11,48 @@
 
 #define ADMIN_BACKLOG 64
 
+/* Open admin connections, so that admin_free can close them (a scraper's
+ * keep-alive connection, a request half sent). */
+typedef struct admin_conn {
+    evhtp_connection_t *conn;
+    struct admin_conn  *prev, *next;
+    struct mb_admin    *admin;
+} admin_conn;
+
 struct mb_admin {
-    evhtp_t *htp;
+    evhtp_t    *htp;
+    admin_conn *conns;
 };
+
+static evhtp_res on_admin_conn_fini(evhtp_connection_t *conn, void *arg)
+{
+    admin_conn *c = arg;
+    (void)conn;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->admin->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+    return EVHTP_RES_OK;
+}
+
+static evhtp_res on_admin_accept(evhtp_connection_t *conn, void *arg)
+{
+    mb_admin *a = arg;
+    admin_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return EVHTP_RES_ERROR;
+    c->conn = conn;
+    c->admin = a;
+    c->next = a->conns;
+    if (a->conns)
+        a->conns->prev = c;
+    a->conns = c;
+    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_admin_conn_fini, c);
+    return EVHTP_RES_OK;
+}
 
 static void reply_text(evhtp_request_t *req, int status, const char *type, const char *body,
                        size_t len)
@@ -71,6 +110,7 @@ mb_admin *admin_new(struct event_base *base, const char *host, int port, const c
         return NULL;
     }
     evhtp_set_gencb(a->htp, on_admin_request, NULL);
+    evhtp_set_post_accept_cb(a->htp, on_admin_accept, a);
     evhtp_set_timeouts(a->htp, &tv, &tv);
     snprintf(addr, sizeof(addr), "%s%s", strchr(host, ':') ? "ipv6:" : "", host);
     if (evhtp_bind_socket(a->htp, addr, (uint16_t)port, ADMIN_BACKLOG) != 0) {
@@ -86,6 +126,8 @@ void admin_free(mb_admin *a)
 {
     if (a == NULL)
         return;
+    while (a->conns)
+        evhtp_connection_free(a->conns->conn);   /* its fini hook unlinks it */
     if (a->htp) {
         evhtp_unbind_socket(a->htp);
         evhtp_free(a->htp);

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
+#include <sys/random.h>
+#include <sys/types.h>
 #include <uuid/uuid.h>
 
 /* Never copied: hop-by-hop (RFC 9110 7.6.1) or set by the gateway.
@@ -35,11 +38,54 @@ int reqid_valid(const char *s, size_t len)
     return 1;
 }
 
+/* Request ids need to be unique, not secret: a per-thread xoshiro256**
+ * generator seeded once from the kernel (libuuid's uuid_generate_random
+ * opens and seeds its own generator on every call, with three system calls). */
+static _Thread_local uint64_t rng[4];
+static _Thread_local int rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(void)
+{
+    uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return r;
+}
+
+static void rng_seed(void)
+{
+    uuid_t u[2];
+    if (getrandom(rng, sizeof(rng), 0) != (ssize_t)sizeof(rng)) {
+        uuid_generate(u[0]);            /* libuuid's own sources */
+        uuid_generate(u[1]);
+        memcpy(rng, u, sizeof(rng));
+    }
+    rng[0] |= 1;                        /* never all zero */
+    rng_seeded = 1;
+}
+
 void reqid_new(char out[MB_REQID_LEN + 1])
 {
     uuid_t u;
+    uint64_t a, b;
 
-    uuid_generate_random(u);
+    if (!rng_seeded)
+        rng_seed();
+    a = rng_next();
+    b = rng_next();
+    memcpy(u, &a, 8);
+    memcpy(u + 8, &b, 8);
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);   /* version 4 (random) */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
     memcpy(out, "req-", 4);
     uuid_unparse_lower(u, out + 4);  /* 36 chars and the NUL */
 }

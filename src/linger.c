@@ -152,6 +152,11 @@ void linger_close(struct bufferevent *bev, const char *reply, size_t len,
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+int linger_pending(void)
+{
+    return all != NULL;
+}
+
 void linger_close_all(void)
 {
     while (all)

@@ -30,4 +30,8 @@ void linger_close(struct bufferevent *bev, const char *reply, size_t len,
  * thread's shutdown); those of other threads are left alone. */
 void linger_close_all(void);
 
+/* 1 while the calling thread has a connection lingering (its reply may not
+ * be out yet). */
+int  linger_pending(void);
+
 #endif

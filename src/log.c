@@ -53,7 +53,7 @@ static void access_switch(int fd, int owned)
             return;
         }
     }
-    atomic_store(&access_fd, fd);
+    atomic_store_explicit(&access_fd, fd, memory_order_release);
     if (access_owned) {
         int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
         if (null >= 0) {
@@ -189,7 +189,7 @@ void log_access(const char *request_id, const char *client, const char *method,
     size_t n;
     int m;
 
-    int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
+    int fd = atomic_load_explicit(&access_fd, memory_order_acquire);   /* after its open() */
     if (fd < 0)
         return;
     n = timestamp(line, sizeof(line));

@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <unistd.h>
 #include <curl/curl.h>
 
 #include "log.h"
@@ -39,6 +40,11 @@ typedef enum {
 
 typedef struct mb_sock mb_sock;
 
+/* Easy handles kept for reuse: curl_easy_init and _cleanup per call cost
+ * more than the rest of a short call's setup (allocation of the handle and
+ * its buffers). */
+#define EASY_POOL 64
+
 struct mb_upstream {
     struct event_base *base;
     CURLM             *multi;
@@ -50,13 +56,17 @@ struct mb_upstream {
     mb_call           *calls;        /* every live call, doubly linked */
     size_t             n_calls;
     mb_sock           *socks;        /* every watched socket, doubly linked */
+    CURL              *idle[EASY_POOL]; /* easy handles of finished calls, reset */
+    size_t             n_idle;
 };
 
 /* One socket curl asked us to watch. */
 struct mb_sock {
     mb_upstream   *up;
     struct event  *ev;
+    curl_socket_t  fd;
     short          what;             /* EV_READ|EV_WRITE currently watched */
+    int            idle;             /* curl let go of it (a pooled connection); still watched */
     mb_sock       *prev, *next;
 };
 
@@ -134,10 +144,19 @@ static int append_header(struct curl_slist **list, const char *line)
 
 /* ---- curl socket and timer callbacks ------------------------------------ */
 
+static void sock_free(mb_sock *s);
+
 static void on_sock_event(evutil_socket_t fd, short what, void *arg)
 {
     mb_upstream *up = ((mb_sock *)arg)->up;   /* arg may be freed below */
     int running = 0;
+
+    if (((mb_sock *)arg)->idle) {
+        /* a pooled connection with input: the server closing it. Stop
+         * watching; curl finds it dead when it would reuse it. */
+        sock_free(arg);
+        return;
+    }
     int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
                 ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 
@@ -158,7 +177,28 @@ static void sock_free(mb_sock *s)
     free(s);
 }
 
-/* CURLMOPT_SOCKETFUNCTION: create, update or delete the watch on one socket. */
+static mb_sock *sock_of_fd(mb_upstream *up, curl_socket_t fd)
+{
+    for (mb_sock *s = up->socks; s; s = s->next)
+        if (s->fd == fd)
+            return s;
+    return NULL;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the watch goes before the socket does (its
+ * number may come back for another connection). */
+static int on_curl_close(void *clientp, curl_socket_t fd)
+{
+    mb_sock *s = sock_of_fd(clientp, fd);
+    if (s)
+        sock_free(s);
+    return close(fd);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: create, update or delete the watch on one socket.
+ * A removed socket is usually a connection going back to curl's pool, to be
+ * taken for the next call: its watch is kept (as it was: reading), so that
+ * a short call on a pooled connection costs no epoll_ctl for it. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     mb_upstream *up = userp;
@@ -168,19 +208,24 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
     if (what == CURL_POLL_REMOVE) {
         if (s)
-            sock_free(s);
+            s->idle = 1;
         curl_multi_assign(up->multi, fd, NULL);
         return 0;
     }
 
     ev_what = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
                       ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
+    if (!s && (s = sock_of_fd(up, fd)) != NULL) {
+        s->idle = 0;
+        curl_multi_assign(up->multi, fd, s);
+    }
 
     if (!s) {
         s = calloc(1, sizeof(*s));
         if (!s)
             return -1;
         s->up = up;
+        s->fd = fd;
         s->ev = event_new(up->base, fd, (short)(ev_what | EV_PERSIST), on_sock_event, s);
         if (!s->ev) {
             free(s);
@@ -376,7 +421,12 @@ static void call_free(mb_call *call)
     if (call->easy) {
         if (call->state == CALL_RUNNING)
             curl_multi_remove_handle(up->multi, call->easy);
-        curl_easy_cleanup(call->easy);
+        if (up->n_idle < EASY_POOL) {
+            curl_easy_reset(call->easy);    /* every option back to its default */
+            up->idle[up->n_idle++] = call->easy;
+        } else {
+            curl_easy_cleanup(call->easy);
+        }
     }
     if (call->timer)
         event_free(call->timer);
@@ -772,6 +822,8 @@ void upstream_free(mb_upstream *up)
         next = c->next;
         upstream_cancel(c);
     }
+    while (up->n_idle > 0)
+        curl_easy_cleanup(up->idle[--up->n_idle]);
     if (up->multi)
         curl_multi_cleanup(up->multi);   /* closes pooled connections */
     while (up->socks)
@@ -806,6 +858,8 @@ static CURLcode call_setup(mb_call *call, const mb_request *req)
     SET(CURLOPT_URL, url);                  /* curl copies strings */
     SET(CURLOPT_PRIVATE, (void *)call);
     SET(CURLOPT_SHARE, up->share);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+    SET(CURLOPT_CLOSESOCKETDATA, (void *)up);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_PATH_AS_IS, 1L);            /* the path goes out as given: no "/../" squashing */
@@ -952,7 +1006,7 @@ static mb_call *call_start(mb_upstream *up, const mb_request *req, mb_call *call
     call->method = strdup(req->method);
     call->path = strdup(req->path);
     call->timer = evtimer_new(up->base, on_call_timer, call);
-    call->easy = curl_easy_init();
+    call->easy = up->n_idle > 0 ? up->idle[--up->n_idle] : curl_easy_init();
     if (req->body || req->body_len) {
         call->body_len = req->body_len;
         call->body = malloc(req->body_len ? req->body_len : 1);

@@ -291,7 +291,7 @@ GLANCE_CONF = """\
 [DEFAULT]
 bind_host = 127.0.0.1
 bind_port = {port}
-workers = 0
+workers = {workers}
 image_member_quota = {quota}
 enabled_backends = fs:file
 log_file = {dir}/glance-api.log
@@ -353,10 +353,12 @@ def glance_headers(project, admin=False, token=SECRET_TOKEN, **extra):
 
 
 class Glance:
-    """A real Glance API on 127.0.0.1 (plain http), one process (workers=0)."""
+    """A real Glance API on 127.0.0.1 (plain http), one process (workers=0)
+    unless workers is given."""
 
-    def __init__(self, quota=128, workdir=None, name="glance"):
+    def __init__(self, quota=128, workdir=None, name="glance", workers=0):
         self.quota = quota
+        self.workers = workers
         self.name = name
         self.dir = Path(workdir) if workdir else make_workdir(name)
         self.port = None
@@ -376,7 +378,8 @@ class Glance:
 
     def _write_conf(self):
         (self.dir / "glance-api.conf").write_text(
-            GLANCE_CONF.format(dir=self.dir, port=self.port, quota=self.quota))
+            GLANCE_CONF.format(dir=self.dir, port=self.port, quota=self.quota,
+                               workers=self.workers))
 
     def _argv(self, module, *rest):
         return [PYTHON, self.dir / ("glance-" + module),

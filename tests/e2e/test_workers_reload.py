@@ -246,3 +246,21 @@ def test_workers_share_no_request_state(make_gateway, glance, owner):
     assert out == [204] * 6
     for img in images:
         assert glance.v2_members(img, owner) == set(members[img])
+
+
+def test_sighup_while_starting_does_not_kill_it(make_gateway):
+    gw = make_gateway(start=False, workers=2)
+    gw.write_conf()
+    gw.proc = harness.Proc(gw.name, [gw.binary, "-c", gw.conf_path], gw.log_path)
+    # (a signal before main() runs at all would still end it: the loader's
+    # few milliseconds are not covered) -- wait until SIGHUP is ignored
+    def hup_ignored():
+        with open("/proc/%d/status" % gw.proc.pid) as f:
+            mask = [ln.split()[1] for ln in f if ln.startswith("SigIgn:")][0]
+        return int(mask, 16) & (1 << (signal.SIGHUP - 1))
+    harness.wait_until(hup_ignored, 10, interval=0.001, what="SIGHUP ignored")
+    for _ in range(5):                      # systemctl reload right after start
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        time.sleep(0.01)
+    harness.wait_http_ok(gw.url + "/healthcheck", gw.proc, 20)
+    assert gw.alive()
