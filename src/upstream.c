@@ -32,6 +32,7 @@
 #define RETRY_BACKOFF_MS 50L
 
 typedef enum {
+    CALL_QUEUED,    /* waiting for a free slot (max_connections): no easy handle yet */
     CALL_RUNNING,   /* easy handle is in the multi */
     CALL_BACKOFF,   /* waiting on call->timer before the next attempt */
     CALL_FAILING,   /* could not (re)start: failure delivered from call->timer */
@@ -58,6 +59,12 @@ struct mb_upstream {
     mb_sock           *socks;        /* every watched socket, doubly linked */
     CURL              *idle[EASY_POOL]; /* easy handles of finished calls, reset */
     size_t             n_idle;
+    /* Calls beyond max_connections wait here, without an easy handle (each
+     * holds about 25 KiB of buffers): 1,000 bulk requests of 16 calls each
+     * would otherwise hold 16,000 of them while 64 run. */
+    size_t             n_slots;      /* calls holding an easy handle */
+    mb_call           *queue_head, *queue_tail;
+    struct event      *dequeue_ev;   /* starts queued calls, from the loop */
 };
 
 /* One socket curl asked us to watch. */
@@ -73,6 +80,8 @@ struct mb_sock {
 struct mb_call {
     mb_upstream        *up;
     mb_call            *prev, *next;
+    mb_call            *qprev, *qnext; /* CALL_QUEUED: the upstream's FIFO */
+    int                 has_slot;    /* counted in up->n_slots */
     call_state          state;
     CURL               *easy;
     struct curl_slist  *headers;
@@ -414,10 +423,31 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 /* ---- call lifetime ----------------------------------------------------------- */
 
 /* The only place a call's resources are freed. */
+static void queue_unlink(mb_call *call)
+{
+    mb_upstream *up = call->up;
+    if (call->qprev)
+        call->qprev->qnext = call->qnext;
+    else
+        up->queue_head = call->qnext;
+    if (call->qnext)
+        call->qnext->qprev = call->qprev;
+    else
+        up->queue_tail = call->qprev;
+    call->qprev = call->qnext = NULL;
+}
+
 static void call_free(mb_call *call)
 {
     mb_upstream *up = call->up;
 
+    if (call->state == CALL_QUEUED)
+        queue_unlink(call);
+    if (call->has_slot) {
+        up->n_slots--;
+        if (up->queue_head)
+            event_active(up->dequeue_ev, EV_TIMEOUT, 1);   /* the next one, from the loop */
+    }
     if (call->easy) {
         if (call->state == CALL_RUNNING)
             curl_multi_remove_handle(up->multi, call->easy);
@@ -752,6 +782,8 @@ static void check_multi_info(mb_upstream *up)
 
 /* ---- public ---------------------------------------------------------------- */
 
+static void on_dequeue(evutil_socket_t fd, short what, void *arg);
+
 mb_upstream *upstream_new(struct event_base *base, const mb_upstream_opts *opts)
 {
     mb_upstream *up = calloc(1, sizeof(*up));
@@ -781,7 +813,8 @@ mb_upstream *upstream_new(struct event_base *base, const mb_upstream_opts *opts)
         up->opts.retries = 0;
 
     up->timer = evtimer_new(base, on_timer, up);
-    if (!up->timer) {
+    up->dequeue_ev = event_new(base, -1, 0, on_dequeue, up);
+    if (!up->timer || !up->dequeue_ev) {
         log_error("upstream: cannot create the timer event");
         goto fail;
     }
@@ -832,6 +865,8 @@ void upstream_free(mb_upstream *up)
         curl_share_cleanup(up->share);
     if (up->timer)
         event_free(up->timer);
+    if (up->dequeue_ev)
+        event_free(up->dequeue_ev);
     free(up->base_url);
     free(up->ca_file);
     free(up->client_cert_file);
@@ -839,20 +874,38 @@ void upstream_free(mb_upstream *up)
     free(up);
 }
 
+/* The header lines of the call, as given; curl's own Expect: 100-continue
+ * and form Content-Type are suppressed unless the caller set them. */
+static int call_headers(mb_call *call, const mb_request *req)
+{
+    for (const char *const *h = req->headers; h && *h; h++)
+        if (append_header(&call->headers, *h) != 0)
+            return -1;
+    if (!has_header(req->headers, "Expect") && append_header(&call->headers, "Expect:") != 0)
+        return -1;
+    if (!has_header(req->headers, "Content-Type") && append_header(&call->headers, "Content-Type:") != 0)
+        return -1;
+    if (call->stream && !has_header(req->headers, "Accept")
+        && append_header(&call->headers, "Accept:") != 0)   /* no curl default */
+        return -1;
+    return 0;
+}
+
 /* Sets every option of the easy handle for this call. Returns the first
  * failing CURLcode. */
-static CURLcode call_setup(mb_call *call, const mb_request *req)
+static CURLcode call_setup(mb_call *call)
 {
     mb_upstream *up = call->up;
     const mb_upstream_opts *o = &up->opts;
     CURL *e = call->easy;
     CURLcode rc = CURLE_OK;
-    size_t ulen = strlen(o->base_url) + strlen(req->path) + 1;
+    const char *method = call->method;
+    size_t ulen = strlen(o->base_url) + strlen(call->path) + 1;
     char *url = malloc(ulen);
 
     if (!url)
         return CURLE_OUT_OF_MEMORY;
-    snprintf(url, ulen, "%s%s", o->base_url, req->path);
+    snprintf(url, ulen, "%s%s", o->base_url, call->path);
 
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
     SET(CURLOPT_URL, url);                  /* curl copies strings */
@@ -872,7 +925,10 @@ static CURLcode call_setup(mb_call *call, const mb_request *req)
         SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
         SET(CURLOPT_LOW_SPEED_TIME, (o->request_timeout_ms + 999) / 1000);
     } else {
-        SET(CURLOPT_TIMEOUT_MS, o->request_timeout_ms);
+        /* the time spent queued for a free slot counts */
+        long waited = (long)(seconds_since(&call->started) * 1000.0);
+        long left = o->request_timeout_ms - waited;
+        SET(CURLOPT_TIMEOUT_MS, left > 1 ? left : 1L);
     }
     SET(CURLOPT_ERRORBUFFER, call->errbuf);
     SET(CURLOPT_WRITEFUNCTION, on_body);
@@ -901,39 +957,27 @@ static CURLcode call_setup(mb_call *call, const mb_request *req)
         SET(CURLOPT_READDATA, (void *)call);
         if (call->body_size >= 0)
             SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)call->body_size);
-        SET(CURLOPT_CUSTOMREQUEST, req->method);
-    } else if (strcmp(req->method, "GET") == 0) {
+        SET(CURLOPT_CUSTOMREQUEST, method);
+    } else if (strcmp(method, "GET") == 0) {
         SET(CURLOPT_HTTPGET, 1L);
-    } else if (strcmp(req->method, "HEAD") == 0) {
+    } else if (strcmp(method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
     } else {
         /* POST, PUT and PATCH always send a body (maybe empty, so that
          * Content-Length: 0 goes out); other methods only when given one. */
-        int with_body = call->body || strcmp(req->method, "POST") == 0 ||
-                        strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
+        int with_body = call->body || strcmp(method, "POST") == 0 ||
+                        strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
         if (with_body) {
             SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
             SET(CURLOPT_POSTFIELDS, call->body ? call->body : "");
         }
-        SET(CURLOPT_CUSTOMREQUEST, req->method);
+        SET(CURLOPT_CUSTOMREQUEST, method);
     }
 #undef SET
     free(url);
     if (rc != CURLE_OK)
         return rc;
 
-    /* Header lines as given; curl's own Expect: 100-continue and form
-     * Content-Type are suppressed unless the caller set them. */
-    for (const char *const *h = req->headers; h && *h; h++)
-        if (append_header(&call->headers, *h) != 0)
-            return CURLE_OUT_OF_MEMORY;
-    if (!has_header(req->headers, "Expect") && append_header(&call->headers, "Expect:") != 0)
-        return CURLE_OUT_OF_MEMORY;
-    if (!has_header(req->headers, "Content-Type") && append_header(&call->headers, "Content-Type:") != 0)
-        return CURLE_OUT_OF_MEMORY;
-    if (call->stream && !has_header(req->headers, "Accept")
-        && append_header(&call->headers, "Accept:") != 0)   /* no curl default */
-        return CURLE_OUT_OF_MEMORY;
     return curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
 }
 
@@ -989,10 +1033,55 @@ void upstream_stream_resume_download(mb_call *call)
     }
 }
 
+/* Gives the call a slot and an easy handle and starts its first attempt
+ * (a failure to is delivered from the loop). */
+static void call_run(mb_call *call)
+{
+    mb_upstream *up = call->up;
+    CURLcode rc;
+
+    call->has_slot = 1;
+    up->n_slots++;
+    call->state = CALL_FAILING;   /* not in the multi yet */
+    call->easy = up->n_idle > 0 ? up->idle[--up->n_idle] : curl_easy_init();
+    rc = call->easy ? call_setup(call) : CURLE_OUT_OF_MEMORY;
+    if (rc != CURLE_OK) {
+        snprintf(call->msg, sizeof(call->msg), "cannot set up upstream call: %s",
+                 curl_easy_strerror(rc));
+        log_error("upstream: %s %s: %s", call->method, call->path, call->msg);
+        call->attempts = 1;
+        call_fail_later(call);
+    } else if (call_start_attempt(call) != 0) {
+        call_fail_later(call);
+    }
+}
+
+/* upstream->dequeue_ev: slots came free; start what waits for them. A
+ * buffered call that waited its whole request_timeout fails as a timeout. */
+static void on_dequeue(evutil_socket_t fd, short what, void *arg)
+{
+    mb_upstream *up = arg;
+    (void)fd;
+    (void)what;
+    while (up->queue_head && up->n_slots < (size_t)up->opts.max_connections) {
+        mb_call *call = up->queue_head;
+        queue_unlink(call);
+        call->state = CALL_FAILING;
+        if (!call->stream && seconds_since(&call->started) * 1000.0 >= (double)up->opts.request_timeout_ms) {
+            snprintf(call->msg, sizeof(call->msg),
+                     "no free upstream connection within request_timeout (%ld in use)",
+                     up->opts.max_connections);
+            call->attempts = 0;
+            call_complete(call, XFER_TIMEOUT, 0, call->msg);
+            continue;
+        }
+        call_run(call);
+    }
+}
+
 /* Sets up and starts a call allocated by upstream_call/upstream_stream. */
 static mb_call *call_start(mb_upstream *up, const mb_request *req, mb_call *call)
 {
-    CURLcode rc;
 
     call->up = up;
     call->state = CALL_FAILING;   /* not in the multi yet */
@@ -1006,7 +1095,6 @@ static mb_call *call_start(mb_upstream *up, const mb_request *req, mb_call *call
     call->method = strdup(req->method);
     call->path = strdup(req->path);
     call->timer = evtimer_new(up->base, on_call_timer, call);
-    call->easy = up->n_idle > 0 ? up->idle[--up->n_idle] : curl_easy_init();
     if (req->body || req->body_len) {
         call->body_len = req->body_len;
         call->body = malloc(req->body_len ? req->body_len : 1);
@@ -1015,22 +1103,22 @@ static mb_call *call_start(mb_upstream *up, const mb_request *req, mb_call *call
     }
     call->secret_body = req->secret_body;
     call->want_header = req->want_header ? strdup(req->want_header) : NULL;
-    if (!call->method || !call->path || !call->timer || !call->easy ||
+    if (!call->method || !call->path || !call->timer ||
         ((req->body || req->body_len) && !call->body) ||
-        (req->want_header && !call->want_header)) {
+        (req->want_header && !call->want_header) || call_headers(call, req) != 0) {
         call_free(call);
         goto oom;
     }
-
-    rc = call_setup(call, req);
-    if (rc != CURLE_OK) {
-        snprintf(call->msg, sizeof(call->msg), "cannot set up upstream call: %s",
-                 curl_easy_strerror(rc));
-        log_error("upstream: %s %s: %s", call->method, call->path, call->msg);
-        call->attempts = 1;
-        call_fail_later(call);
-    } else if (call_start_attempt(call) != 0) {
-        call_fail_later(call);
+    if (up->n_slots < (size_t)up->opts.max_connections && up->queue_head == NULL) {
+        call_run(call);
+    } else {
+        call->state = CALL_QUEUED;
+        call->qprev = up->queue_tail;
+        if (up->queue_tail)
+            up->queue_tail->qnext = call;
+        else
+            up->queue_head = call;
+        up->queue_tail = call;
     }
     return call;
 

@@ -755,6 +755,34 @@ START_TEST(test_50_concurrent)
 }
 END_TEST
 
+/* Calls beyond max_connections wait without an easy handle; cancelling
+ * one that waits frees it, and the rest still run. */
+START_TEST(test_queued_calls_cancelled)
+{
+    mb_call *calls[12];
+    http_server_start(NULL, NULL, NULL);
+    mb_upstream_opts o = default_opts(http_url(S.port));
+    o.max_connections = 2;
+    new_upstream(&o);
+    for (int i = 0; i < 12; i++)
+        calls[i] = start("GET", "/ok", &R[i]);
+    ck_assert_uint_eq(upstream_in_flight(up), 12);
+    for (int i = 6; i < 12; i++)
+        upstream_cancel(calls[i]);          /* all of these are still queued */
+    ck_assert_uint_eq(upstream_in_flight(up), 6);
+    run_until_done(6, 5000);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(R[i].called, 1);
+        ck_assert_int_eq(R[i].status, 200);
+    }
+    for (int i = 6; i < 12; i++)
+        ck_assert_int_eq(R[i].called, 0);
+    ck_assert_int_eq(S.requests, 6);
+    ck_assert_int_le(S.connections, 2);
+    ck_assert_uint_eq(upstream_in_flight(up), 0);
+}
+END_TEST
+
 /* The next call is started from the previous call's callback. */
 static int seq_left;
 static void on_seq_done(const mb_response *resp, void *arg)
@@ -1252,6 +1280,7 @@ static Suite *upstream_suite(void)
     tcase_add_test(tc, test_patch_with_body);
     tcase_add_test(tc, test_delete_204);
     tcase_add_test(tc, test_50_concurrent);
+    tcase_add_test(tc, test_queued_calls_cancelled);
     tcase_add_test(tc, test_connection_reuse);
     tcase_add_test(tc, test_callback_starts_new_call);
     suite_add_tcase(s, tc);
