@@ -486,6 +486,7 @@ def fig5(ctx, res):
 def fig6(ctx, res):
     """The real Glance with workers = 2."""
     from glanceclient import Client
+    os.environ["REQUESTS_CA_BUNDLE"] = str(ctx.pki.ca_cert)   # glanceclient's requests session
     glance = harness.Glance(quota=1000, name="bench-glance", workers=2).start()
     tls = harness.TlsTerminator(ctx.pki, glance.port, name="bench-glance-nginx").start()
     gw = Gateway(ctx.binary, tls.url, ctx.pki.ca_cert, workers=1, cpu="0-%d" % (NCPU - 1))
@@ -607,19 +608,19 @@ def main():
             ctx.idle_rss = ctx.gw.rss_kib()
             if 1 in only:
                 print("figures 1 and 2: single add, wrk -t1 -d%ds, %d rounds" % (ctx.secs, ctx.rounds))
-                fig1_2(ctx, res)
+                figure(fig1_2, ctx, res, a.json)
             if 3 in only:
                 print("figure 3: bulk 1,000 members")
-                fig3(ctx, res)
+                figure(fig3, ctx, res, a.json)
             if 4 in only:
                 print("figure 4: memory")
-                fig4(ctx, res)
+                figure(fig4, ctx, res, a.json)
             if 5 in only:
                 print("figure 5: instructions per upstream call (callgrind)")
-                fig5(ctx, res)
+                figure(fig5, ctx, res, a.json)
         if 6 in only:
             print("figure 6: the real Glance, workers = 2")
-            fig6(ctx, res)
+            figure(fig6, ctx, res, a.json)
     finally:
         for x in reversed(ups):
             try:
@@ -629,6 +630,18 @@ def main():
         harness.stop_all()
     Path(a.json).write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
     print("results written to %s" % a.json)
+
+
+def figure(fn, ctx, res, json_path):
+    """Runs one figure; a failure is recorded, not fatal; results so far are
+    written after each figure."""
+    try:
+        fn(ctx, res)
+    except Exception as e:  # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        res.setdefault("failed", {})[fn.__name__] = repr(e)
+    Path(json_path).write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
 
 
 def child_of(pid):
