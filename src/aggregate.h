@@ -20,16 +20,18 @@ typedef enum {
     XFER_TIMEOUT         /* no response within request_timeout: 504 */
 } mb_xfer;
 
+/* One per member operation, so kept small (24 bytes): a 100,000-member
+ * request holds 100,000 of them. */
 typedef struct {
-    const char *member_id;   /* borrowed */
-    mb_action   action;
-    mb_xfer     xfer;
-    int         http_status; /* when xfer == XFER_HTTP, else 0 */
-    int         done;        /* the member is (add) / is not (delete) a member now */
-    char       *message;     /* owned, may be NULL: why it failed */
-    int         skipped;     /* never attempted because an earlier step for the
-                                same member failed (an accept after a failed
-                                add): left out of the status and the results */
+    const char   *member_id;   /* borrowed */
+    char         *message;     /* owned, may be NULL: why it failed */
+    short         http_status; /* when xfer == XFER_HTTP, else 0 */
+    unsigned char action;      /* mb_action */
+    unsigned char xfer;        /* mb_xfer */
+    unsigned char done;        /* the member is (add) / is not (delete) a member now */
+    unsigned char skipped;     /* never attempted because an earlier step for the
+                                  same member failed (an accept after a failed
+                                  add): left out of the status and the results */
 } mb_outcome;
 
 /* Whether an upstream reply to this action counts as done by itself:
