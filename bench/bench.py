@@ -544,18 +544,8 @@ def fig6(ctx, res):
 
 def glance_cpu(glance):
     """CPU seconds of the Glance API process and its workers."""
-    root = glance.proc.pid
-    pids = {root}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == root:
-                pids.add(int(p.name))
     total = 0.0
-    for pid in pids:
+    for pid in [glance.proc.pid] + children_of(glance.proc.pid):
         try:
             total += proc_cpu(pid)
         except OSError:
@@ -567,6 +557,15 @@ def glance_cpu(glance):
 
 class Ctx:
     pass
+
+
+FIGURES = [
+    (1, "figures 1 and 2: single add, wrk -t1, 3 rounds", fig1_2),
+    (3, "figure 3: bulk 1,000 members", fig3),
+    (4, "figure 4: memory", fig4),
+    (5, "figure 5: instructions per upstream call (callgrind)", fig5),
+    (6, "figure 6: the real Glance, workers = 2", fig6),
+]
 
 
 def machine():
@@ -612,25 +611,17 @@ def main():
             ups.append(ng)
             harness.wait_http_ok(ctx.nginx_url + "/healthcheck", ng.proc, 20)
             # nginx's worker is the child of its master
-            ctx.nginx_pid = child_of(ng.proc.pid)
+            ctx.nginx_pid = (children_of(ng.proc.pid) or [ng.proc.pid])[0]
             ctx.gw = Gateway(ctx.binary, ctx.up_tls, ctx.pki.ca_cert)
             ups.append(ctx.gw)
             time.sleep(0.5)
             ctx.idle_rss = ctx.gw.rss_kib()
-            if 1 in only:
-                print("figures 1 and 2: single add, wrk -t1 -d%ds, %d rounds" % (ctx.secs, ctx.rounds))
-                figure(fig1_2, ctx, res, a.json)
-            if 3 in only:
-                print("figure 3: bulk 1,000 members")
-                figure(fig3, ctx, res, a.json)
-            if 4 in only:
-                print("figure 4: memory")
-                figure(fig4, ctx, res, a.json)
-            if 5 in only:
-                print("figure 5: instructions per upstream call (callgrind)")
-                figure(fig5, ctx, res, a.json)
+            for n, title, fn in FIGURES:
+                if n in only and n != 6:
+                    print(title)
+                    figure(fn, ctx, res, a.json)
         if 6 in only:
-            print("figure 6: the real Glance, workers = 2")
+            print(FIGURES[-1][1])
             figure(fig6, ctx, res, a.json)
     finally:
         for x in reversed(ups):
@@ -655,15 +646,17 @@ def figure(fn, ctx, res, json_path):
     Path(json_path).write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
 
 
-def child_of(pid):
+def children_of(pid):
+    """The pids whose parent is pid."""
+    out = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
                 if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    return int(p.name)
+                    out.append(int(p.name))
             except (OSError, IndexError, ValueError):
                 continue
-    return pid
+    return out
 
 
 if __name__ == "__main__":

@@ -27,23 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 import harness  # noqa: E402
 
 
-class RepeatingBody:
-    """size bytes of a repeated random block, read like a file."""
-
-    def __init__(self, size, block):
-        self.size, self.block, self.left = size, block, size
-
-    def __len__(self):
-        return self.size
-
-    def read(self, n=-1):
-        off = (self.size - self.left) % len(self.block)
-        n = len(self.block) if n is None or n < 0 else n
-        n = min(n, len(self.block) - off, self.left)
-        self.left -= n
-        return self.block[off:off + n]
-
-
 class PeakRss:
     def __init__(self, pid):
         self.pid, self.peak, self.stop = pid, 0, False
@@ -73,7 +56,7 @@ def transfer(base, owner, size, block, verify):
     up_h = dict(h, **{"Content-Type": "application/octet-stream"})
     t0 = time.monotonic()
     r = requests.put(base + "/v2/images/%s/file" % image, headers=up_h, verify=verify,
-                     data=RepeatingBody(size, block), timeout=1800)
+                     data=harness.RepeatingBody(size, block), timeout=1800)
     up = time.monotonic() - t0
     assert r.status_code == 204, r.text
     t0 = time.monotonic()

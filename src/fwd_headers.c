@@ -41,8 +41,7 @@ int reqid_valid(const char *s, size_t len)
 /* Request ids need to be unique, not secret: a per-thread xoshiro256**
  * generator seeded once from the kernel (libuuid's uuid_generate_random
  * opens and seeds its own generator on every call, with three system calls). */
-static _Thread_local uint64_t rng[4];
-static _Thread_local int rng_seeded;
+static _Thread_local uint64_t rng[4];   /* all zero: not seeded yet */
 
 static uint64_t rotl(uint64_t x, int k)
 {
@@ -69,8 +68,7 @@ static void rng_seed(void)
         uuid_generate(u[1]);
         memcpy(rng, u, sizeof(rng));
     }
-    rng[0] |= 1;                        /* never all zero */
-    rng_seeded = 1;
+    rng[0] |= 1;                        /* never all zero, once seeded */
 }
 
 void reqid_new(char out[MB_REQID_LEN + 1])
@@ -78,7 +76,7 @@ void reqid_new(char out[MB_REQID_LEN + 1])
     uuid_t u;
     uint64_t a, b;
 
-    if (!rng_seeded)
+    if (rng[0] == 0)
         rng_seed();
     a = rng_next();
     b = rng_next();

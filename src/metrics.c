@@ -224,32 +224,35 @@ static void family(textbuf *b, const char *name, const char *type, const char *h
     put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void render_requests(textbuf *b)
+/* A counter family labelled by a name (label=names[row]) and a status;
+ * only the nonzero ones. */
+static void render_by_status(textbuf *b, const char *name, const char *help, const char *label,
+                             const char *const *names, size_t rows,
+                             counter (*table)[STATUS_SLOTS])
 {
-    family(b, "memberbridge_requests_total", "counter",
-           "Finished client requests by route and response status.");
-    for (size_t r = 0; r < MR_COUNT; r++)
+    family(b, name, "counter", help);
+    for (size_t r = 0; r < rows; r++)
         for (size_t s = 0; s < STATUS_SLOTS; s++) {
-            uint_least64_t n = get(&requests[r][s]);
+            uint_least64_t n = get(&table[r][s]);
             if (n == 0)
                 continue;
-            put(b, "memberbridge_requests_total{route=\"%s\",status=\"%zu\"} %llu\n",
-                route_names[r], s, (unsigned long long)n);
+            put(b, "%s{%s=\"%s\",status=\"%zu\"} %llu\n", name, label, names[r], s,
+                (unsigned long long)n);
         }
+}
+
+static void render_requests(textbuf *b)
+{
+    render_by_status(b, "memberbridge_requests_total",
+                     "Finished client requests by route and response status.",
+                     "route", route_names, MR_COUNT, requests);
 }
 
 static void render_upstream(textbuf *b)
 {
-    family(b, "memberbridge_upstream_requests_total", "counter",
-           "Finished upstream calls by method and status (0: no HTTP response).");
-    for (size_t m = 0; m < METHOD_COUNT; m++)
-        for (size_t s = 0; s < STATUS_SLOTS; s++) {
-            uint_least64_t n = get(&upstream[m][s]);
-            if (n == 0)
-                continue;
-            put(b, "memberbridge_upstream_requests_total{method=\"%s\",status=\"%zu\"} %llu\n",
-                method_names[m], s, (unsigned long long)n);
-        }
+    render_by_status(b, "memberbridge_upstream_requests_total",
+                     "Finished upstream calls by method and status (0: no HTTP response).",
+                     "method", method_names, METHOD_COUNT, upstream);
 }
 
 static void render_latency(textbuf *b)

@@ -189,12 +189,8 @@ static void on_profile_unused(evutil_socket_t fd, short what, void *arg)
  * this may run inside a callback of its own upstream client. */
 static void profile_unref(mb_profile *p)
 {
-    if (p == NULL || --p->refs > 0 || !p->retired)
-        return;
-    if (p->free_ev)
+    if (p != NULL && --p->refs == 0 && p->retired)
         event_active(p->free_ev, EV_TIMEOUT, 1);
-    else
-        profile_free(p);
 }
 
 static mb_profile *profile_new(mb_server *s, const mb_server_profile *init)

@@ -882,6 +882,24 @@ class Gateway:
         return "gateway log %s:\n%s" % (self.log_path, tail(self.log_path, 80))
 
 
+class RepeatingBody:
+    """size bytes of a repeated block, read like a file (so that requests
+    sends a Content-Length, not chunks): many GiB without holding them."""
+
+    def __init__(self, size, block):
+        self.size, self.block, self.left = size, block, size
+
+    def __len__(self):
+        return self.size
+
+    def read(self, n=-1):
+        off = (self.size - self.left) % len(self.block)
+        n = len(self.block) if n is None or n < 0 else n
+        n = min(n, len(self.block) - off, self.left)
+        self.left -= n
+        return self.block[off:off + n]
+
+
 def parse_prometheus(text):
     """The Prometheus text format, strictly: every sample line is
     name{labels} value or name value, each family has # HELP and # TYPE

@@ -206,24 +206,6 @@ def test_version_discovery_upstream_down_is_502(make_gateway):
     assert r.json()["error"]["code"] == 502
 
 
-class _RepeatingBody:
-    """size bytes of a repeated random block, read like a file (so that
-    requests sends a Content-Length, not chunks)."""
-
-    def __init__(self, size, block):
-        self.size, self.block, self.left = size, block, size
-
-    def __len__(self):
-        return self.size
-
-    def read(self, n=-1):
-        off = (self.size - self.left) % len(self.block)
-        n = len(self.block) if n is None or n < 0 else n
-        n = min(n, len(self.block) - off, self.left)
-        self.left -= n
-        return self.block[off:off + n]
-
-
 def test_two_gib_up_and_down(gateway, owner, mb_binary):
     # SPEC/issue 4: an image of 2 GiB through the gateway both ways, checked
     # by sha256; the gateway's peak RSS is recorded (and bounded: it must
@@ -231,7 +213,7 @@ def test_two_gib_up_and_down(gateway, owner, mb_binary):
     size = int(os.environ.get("MB_BIG_BYTES", 2 * 1024 ** 3))
     block = os.urandom(4 * 1024 * 1024)
     want = hashlib.sha256()
-    body = _RepeatingBody(size, block)
+    body = harness.RepeatingBody(size, block)
     while True:
         piece = body.read(1 << 22)
         if not piece:
@@ -252,7 +234,8 @@ def test_two_gib_up_and_down(gateway, owner, mb_binary):
     watcher.start()
     try:
         t0 = time.monotonic()
-        r = _up(gateway, "/v2/images/%s/file" % image, owner, "PUT", data=_RepeatingBody(size, block),
+        r = _up(gateway, "/v2/images/%s/file" % image, owner, "PUT",
+                data=harness.RepeatingBody(size, block),
                 headers={"Content-Type": "application/octet-stream"}, timeout=900)
         up = time.monotonic() - t0
         assert r.status_code == 204, r.text
