@@ -1,6 +1,11 @@
-/* upstream: libcurl's multi-socket interface driven by a libevent loop (the
- * pattern of curl's hiperfifo example).
+/* upstream: the calls of one event loop to the upstream. Buffered calls
+ * (everything but the proxy) go over h1_client.c's own keep-alive
+ * connections; streaming calls (the proxy) over libcurl's multi-socket
+ * interface driven by the loop (the pattern of curl's hiperfifo example).
+ * Both share the call lifetime, the FIFO beyond max_connections, the retry
+ * rules and the error classification below.
  *
+ * For libcurl:
  * - curl tells us which sockets to watch (on_curl_socket) and when to wake
  *   it up (on_curl_timer); we translate that into one persistent struct
  *   event per socket and one evtimer per mb_upstream. Every wake-up calls
@@ -26,10 +31,14 @@
 #include <unistd.h>
 #include <curl/curl.h>
 
+#include "h1_client.h"
 #include "log.h"
 #include "metrics.h"
 
 #define RETRY_BACKOFF_MS 50L
+/* An idle pooled connection is closed after this (libcurl's default
+ * maximum connection age was 118 s). */
+#define H1_IDLE_TIMEOUT_MS 60000L
 
 typedef enum {
     CALL_QUEUED,    /* waiting for a free slot (max_connections): no easy handle yet */
@@ -54,6 +63,7 @@ struct mb_upstream {
     char              *base_url;
     char              *ca_file, *client_cert_file, *client_key_file;
     mb_upstream_opts   opts;         /* strings point at the copies above */
+    h1_client         *h1;           /* buffered calls */
     mb_call           *calls;        /* every live call, doubly linked */
     size_t             n_calls;
     mb_sock           *socks;        /* every watched socket, doubly linked */
@@ -83,6 +93,11 @@ struct mb_call {
     mb_call            *qprev, *qnext; /* CALL_QUEUED: the upstream's FIFO */
     int                 has_slot;    /* counted in up->n_slots */
     call_state          state;
+    h1_exchange        *ex;          /* buffered: the attempt running */
+    char               *wire;        /* buffered: the request as sent (holds the token) */
+    size_t              wire_len;
+    int                 is_head;
+    h1_result           h1_failure;  /* buffered: how the last attempt failed */
     CURL               *easy;
     struct curl_slist  *headers;
     struct event       *timer;       /* retry backoff / deferred failure */
@@ -316,6 +331,33 @@ static int lines_add(mb_call *call, const char *data, size_t n)
     return 0;
 }
 
+/* Appends a piece of a buffered call's response body (kept NUL-terminated).
+ * Returns 0, or -1 when it would pass max_response_bytes (call->too_big)
+ * or memory runs out. */
+static int body_append(mb_call *call, const char *data, size_t n)
+{
+    size_t max = call->up->opts.max_response_bytes;
+
+    if (n > max - call->len) {   /* call->len <= max always holds */
+        call->too_big = 1;
+        return -1;
+    }
+    if (call->len + n + 1 > call->cap) {
+        size_t cap = call->cap ? call->cap : 1024;
+        while (cap < call->len + n + 1)
+            cap *= 2;
+        char *b = realloc(call->buf, cap);
+        if (!b)
+            return -1;
+        call->buf = b;
+        call->cap = cap;
+    }
+    memcpy(call->buf + call->len, data, n);
+    call->len += n;
+    call->buf[call->len] = '\0';
+    return 0;
+}
+
 /* CURLOPT_READFUNCTION of a streaming call with a body. */
 static size_t on_upload(char *buf, size_t size, size_t nitems, void *userp)
 {
@@ -333,41 +375,20 @@ static size_t on_upload(char *buf, size_t size, size_t nitems, void *userp)
     return n;
 }
 
+/* CURLOPT_WRITEFUNCTION: libcurl carries streaming calls only. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     mb_call *call = userp;
     size_t n = size * nmemb;
-    size_t max = call->up->opts.max_response_bytes;
+    size_t r = call->stream->on_data(call->stream_arg, data, n);
 
-    if (call->stream) {
-        size_t r = call->stream->on_data(call->stream_arg, data, n);
-        if (r == MB_STREAM_PAUSE) {
-            call->down_paused = 1;
-            return CURL_WRITEFUNC_PAUSE;
-        }
-        if (r != n)
-            call->aborted = 1;
-        return r == n ? n : CURL_WRITEFUNC_ERROR;
+    if (r == MB_STREAM_PAUSE) {
+        call->down_paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
     }
-
-    if (n > max - call->len) {   /* call->len <= max always holds */
-        call->too_big = 1;
-        return CURL_WRITEFUNC_ERROR;
-    }
-    if (call->len + n + 1 > call->cap) {
-        size_t cap = call->cap ? call->cap : 1024;
-        while (cap < call->len + n + 1)
-            cap *= 2;
-        char *b = realloc(call->buf, cap);
-        if (!b)
-            return CURL_WRITEFUNC_ERROR;
-        call->buf = b;
-        call->cap = cap;
-    }
-    memcpy(call->buf + call->len, data, n);
-    call->len += n;
-    call->buf[call->len] = '\0';
-    return n;
+    if (r != n)
+        call->aborted = 1;
+    return r == n ? n : CURL_WRITEFUNC_ERROR;
 }
 
 /* CURLOPT_HEADERFUNCTION: libcurl 7.88 reports CURLE_OK for a response cut
@@ -448,6 +469,12 @@ static void call_free(mb_call *call)
         if (up->queue_head)
             event_active(up->dequeue_ev, EV_TIMEOUT, 1);   /* the next one, from the loop */
     }
+    if (call->ex)
+        h1_cancel(call->ex);
+    if (call->wire) {
+        explicit_bzero(call->wire, call->wire_len);   /* X-Auth-Token, maybe a secret body */
+        free(call->wire);
+    }
     if (call->easy) {
         if (call->state == CALL_RUNNING)
             curl_multi_remove_handle(up->multi, call->easy);
@@ -491,8 +518,12 @@ static void call_free(mb_call *call)
 /* Fills call->resp, runs the callback (exactly once), frees the call. */
 static void call_complete(mb_call *call, mb_xfer xfer, int status, const char *error)
 {
-    if (call->state == CALL_RUNNING)
+    if (call->state == CALL_RUNNING && call->easy)
         curl_multi_remove_handle(call->up->multi, call->easy);
+    if (call->ex) {
+        h1_cancel(call->ex);
+        call->ex = NULL;
+    }
     call->state = CALL_DONE;   /* upstream_cancel(call) from the callback is a no-op */
     call->up->n_calls--;
 
@@ -522,7 +553,10 @@ static void call_complete(mb_call *call, mb_xfer xfer, int status, const char *e
     call_free(call);
 }
 
-/* Puts the easy handle into the multi for one more attempt. */
+static int h1_attempt(mb_call *call);
+
+/* Puts the easy handle into the multi (or the request on an h1
+ * connection) for one more attempt. */
 static int call_start_attempt(mb_call *call)
 {
     CURLMcode mc;
@@ -538,6 +572,8 @@ static int call_start_attempt(mb_call *call)
     call->errbuf[0] = '\0';
 
     log_debug("upstream: %s %s attempt %d", call->method, call->path, call->attempts);
+    if (!call->stream)
+        return h1_attempt(call);
     mc = curl_multi_add_handle(call->up->multi, call->easy);
     if (mc != CURLM_OK) {
         snprintf(call->msg, sizeof(call->msg), "cannot start upstream call: %s",
@@ -570,6 +606,99 @@ static void call_fail_later(mb_call *call)
     static const struct timeval zero = { 0, 0 };
     call->state = CALL_FAILING;
     evtimer_add(call->timer, &zero);
+}
+
+
+/* ---- buffered calls over h1_client ---------------------------------------------- */
+
+static int h1_on_header(void *arg, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    mb_call *call = arg;
+    if (call->want_header == NULL || strlen(call->want_header) != nlen ||
+        strncasecmp(name, call->want_header, nlen) != 0)
+        return 0;
+    if (call->header_value)
+        explicit_bzero(call->header_value, strlen(call->header_value));
+    free(call->header_value);
+    call->header_value = strndup(value, vlen);
+    return call->header_value ? 0 : -1;      /* out of memory: stop */
+}
+
+static int h1_on_body(void *arg, const char *data, size_t n)
+{
+    return body_append(arg, data, n);
+}
+
+static void call_retry_or_complete(mb_call *call, int retryable, mb_xfer xfer);
+
+/* The end of one attempt of a buffered call. */
+static void h1_on_done(void *arg, h1_result r, int status, const char *error)
+{
+    mb_call *call = arg;
+    mb_xfer xfer;
+    int retryable = 0;
+
+    call->ex = NULL;
+    if (r == H1_OK) {
+        call_complete(call, XFER_HTTP, status, NULL);
+        return;
+    }
+    snprintf(call->msg, sizeof(call->msg), "%s", error && *error ? error : "upstream call failed");
+    switch (r) {
+    case H1_STOPPED:
+        if (call->too_big)
+            snprintf(call->msg, sizeof(call->msg), "upstream response larger than %zu bytes",
+                     call->up->opts.max_response_bytes);
+        else
+            snprintf(call->msg, sizeof(call->msg), "out of memory reading the upstream response");
+        xfer = XFER_BAD_RESPONSE;
+        break;
+    case H1_CONNECT_FAILED:
+    case H1_CONNECT_TIMEOUT:
+    case H1_CLOSED:
+        xfer = XFER_UNREACHABLE;
+        retryable = 1;
+        break;
+    case H1_TLS_FAILED:
+        xfer = XFER_TLS;
+        break;
+    case H1_TIMEOUT:
+        xfer = XFER_TIMEOUT;
+        break;
+    default:
+        xfer = XFER_BAD_RESPONSE;
+        break;
+    }
+    call_retry_or_complete(call, retryable, xfer);
+}
+
+static const h1_exchange_cbs h1_cbs = { h1_on_header, h1_on_body, h1_on_done };
+
+/* One attempt of a buffered call: the request goes out on a pooled or new
+ * connection. The time spent queued for a free slot and in earlier
+ * attempts' backoff does not extend request_timeout per attempt; the time
+ * queued does count (as with libcurl's CURLOPT_TIMEOUT_MS before). */
+static int h1_attempt(mb_call *call)
+{
+    const mb_upstream_opts *o = &call->up->opts;
+    long left = o->request_timeout_ms;
+    if (call->attempts == 1) {
+        long waited = (long)(seconds_since(&call->started) * 1000.0);
+        left -= waited;
+    }
+    if (left < 1)
+        left = 1;
+    if (call->header_value)
+        explicit_bzero(call->header_value, strlen(call->header_value));
+    free(call->header_value);
+    call->header_value = NULL;
+    call->ex = h1_send(call->up->h1, call->wire, call->wire_len, call->is_head, left, &h1_cbs, call);
+    if (!call->ex) {
+        snprintf(call->msg, sizeof(call->msg), "cannot start upstream call: out of memory");
+        return -1;
+    }
+    call->state = CALL_RUNNING;
+    return 0;
 }
 
 /* ---- classification --------------------------------------------------------- */
@@ -727,6 +856,16 @@ static void call_attempt_failed(mb_call *call, CURLcode rc)
         retryable = 0;            /* the body cannot be sent twice */
     if (call->aborted && xfer != XFER_TIMEOUT)
         xfer = XFER_BAD_RESPONSE;
+    curl_multi_remove_handle(up->multi, call->easy);
+    call->state = CALL_BACKOFF;       /* out of the multi either way */
+    call_retry_or_complete(call, retryable, xfer);
+}
+
+/* After a failed attempt (its error text in call->msg): the next attempt
+ * after the backoff, or the end. */
+static void call_retry_or_complete(mb_call *call, int retryable, mb_xfer xfer)
+{
+    mb_upstream *up = call->up;
     if (!retryable || call->attempts > up->opts.retries) {
         call_complete(call, xfer, 0, call->msg);
         return;
@@ -735,7 +874,6 @@ static void call_attempt_failed(mb_call *call, CURLcode rc)
     long delay = RETRY_BACKOFF_MS << (call->attempts - 1 < 10 ? call->attempts - 1 : 10);
     log_warning("upstream: %s %s attempt %d failed (%s), retrying in %ld ms",
                 call->method, call->path, call->attempts, call->msg, delay);
-    curl_multi_remove_handle(up->multi, call->easy);
     call->state = CALL_BACKOFF;
     struct timeval tv = { .tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000 };
     if (evtimer_add(call->timer, &tv) != 0)
@@ -812,6 +950,18 @@ mb_upstream *upstream_new(struct event_base *base, const mb_upstream_opts *opts)
     if (up->opts.retries < 0)
         up->opts.retries = 0;
 
+    h1_client_opts ho = {
+        .base_url = up->base_url, .ca_file = up->ca_file,
+        .client_cert_file = up->client_cert_file, .client_key_file = up->client_key_file,
+        .insecure = up->opts.insecure, .connect_timeout_ms = up->opts.connect_timeout_ms,
+        .max_connections = up->opts.max_connections, .idle_timeout_ms = H1_IDLE_TIMEOUT_MS,
+    };
+    up->h1 = h1_client_new(base, &ho);
+    if (!up->h1) {
+        log_error("upstream: cannot set up the client for %s", up->base_url);
+        goto fail;
+    }
+
     up->timer = evtimer_new(base, on_timer, up);
     up->dequeue_ev = event_new(base, -1, 0, on_dequeue, up);
     if (!up->timer || !up->dequeue_ev) {
@@ -855,6 +1005,7 @@ void upstream_free(mb_upstream *up)
         next = c->next;
         upstream_cancel(c);
     }
+    h1_client_free(up->h1);
     while (up->n_idle > 0)
         curl_easy_cleanup(up->idle[--up->n_idle]);
     if (up->multi)
@@ -920,23 +1071,14 @@ static CURLcode call_setup(mb_call *call)
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-    if (call->stream) {
-        /* many GiB may pass: no total limit, but no byte for request_timeout fails */
-        SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
-        SET(CURLOPT_LOW_SPEED_TIME, (o->request_timeout_ms + 999) / 1000);
-    } else {
-        /* the time spent queued for a free slot counts */
-        long waited = (long)(seconds_since(&call->started) * 1000.0);
-        long left = o->request_timeout_ms - waited;
-        SET(CURLOPT_TIMEOUT_MS, left > 1 ? left : 1L);
-    }
+    /* many GiB may pass: no total limit, but no byte for request_timeout fails */
+    SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+    SET(CURLOPT_LOW_SPEED_TIME, (o->request_timeout_ms + 999) / 1000);
     SET(CURLOPT_ERRORBUFFER, call->errbuf);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, (void *)call);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)call);
-    if (!call->stream)
-        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(o->max_response_bytes > (uint64_t)INT64_MAX ? INT64_MAX : o->max_response_bytes));
     if (o->insecure) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
@@ -1043,6 +1185,13 @@ static void call_run(mb_call *call)
     call->has_slot = 1;
     up->n_slots++;
     call->state = CALL_FAILING;   /* not in the multi yet */
+    if (!call->stream) {
+        if (call_start_attempt(call) != 0) {
+            call->attempts = 1;
+            call_fail_later(call);
+        }
+        return;
+    }
     call->easy = up->n_idle > 0 ? up->idle[--up->n_idle] : curl_easy_init();
     rc = call->easy ? call_setup(call) : CURLE_OUT_OF_MEMORY;
     if (rc != CURLE_OK) {
@@ -1095,17 +1244,25 @@ static mb_call *call_start(mb_upstream *up, const mb_request *req, mb_call *call
     call->method = strdup(req->method);
     call->path = strdup(req->path);
     call->timer = evtimer_new(up->base, on_call_timer, call);
-    if (req->body || req->body_len) {
+    call->secret_body = req->secret_body;
+    call->want_header = req->want_header ? strdup(req->want_header) : NULL;
+    if (!call->stream) {
+        call->is_head = strcmp(req->method, "HEAD") == 0;
+        if (!call->method || !call->path || !call->timer || (req->want_header && !call->want_header) ||
+            h1_format_request(up->h1, req->method, req->path, req->headers, req->body, req->body_len,
+                              &call->wire, &call->wire_len) != 0) {
+            call_free(call);
+            goto oom;
+        }
+    } else if (req->body || req->body_len) {
         call->body_len = req->body_len;
         call->body = malloc(req->body_len ? req->body_len : 1);
         if (call->body && req->body_len)
             memcpy(call->body, req->body, req->body_len);
     }
-    call->secret_body = req->secret_body;
-    call->want_header = req->want_header ? strdup(req->want_header) : NULL;
-    if (!call->method || !call->path || !call->timer ||
+    if (call->stream && (!call->method || !call->path || !call->timer ||
         ((req->body || req->body_len) && !call->body) ||
-        (req->want_header && !call->want_header) || call_headers(call, req) != 0) {
+        (req->want_header && !call->want_header) || call_headers(call, req) != 0)) {
         call_free(call);
         goto oom;
     }

@@ -398,7 +398,9 @@ typedef enum {
     RAW_RESET,        /* accept and reset (SO_LINGER 0) at once */
     RAW_SILENT,       /* accept and never answer */
     RAW_REPLY,        /* read the request head, write `reply`, close */
-    RAW_DROP          /* read the request head, close without a reply */
+    RAW_DROP,         /* read the request head, close without a reply */
+    RAW_KEEP_THEN_DROP /* answer a connection's first request with `reply` (kept
+                          alive), then close it when the next one arrives */
 } raw_mode;
 
 #define MAX_HELD 16
@@ -412,7 +414,9 @@ typedef struct {
     evutil_socket_t        held[MAX_HELD];
     int                    n_held;
     struct bufferevent    *bevs[MAX_HELD];
+    int                    answered[MAX_HELD];
     int                    n_bevs;
+    int                    requests;
 } raw_server;
 
 static raw_server W;
@@ -438,6 +442,18 @@ static void raw_on_read(struct bufferevent *bev, void *arg)
     if (evbuffer_search(in, "\r\n\r\n", 4, NULL).pos < 0)
         return;
     evbuffer_drain(in, evbuffer_get_length(in));
+    W.requests++;
+    if (W.mode == RAW_KEEP_THEN_DROP) {
+        for (int i = 0; i < W.n_bevs; i++)
+            if (W.bevs[i] == bev) {
+                if (W.answered[i]++ == 0)
+                    bufferevent_write(bev, W.reply, strlen(W.reply));   /* stays open */
+                else
+                    raw_close_bev(bev);
+                return;
+            }
+        return;
+    }
     if (W.mode == RAW_DROP) {
         raw_close_bev(bev);
         return;
@@ -448,8 +464,9 @@ static void raw_on_read(struct bufferevent *bev, void *arg)
 
 static void raw_on_event(struct bufferevent *bev, short what, void *arg)
 {
-    (void)what;
     (void)arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return;                 /* the TLS handshake is done: wait for the request */
     raw_close_bev(bev);
 }
 
@@ -476,6 +493,7 @@ static void raw_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
         W.held[W.n_held++] = fd;
         break;
     case RAW_REPLY:
+    case RAW_KEEP_THEN_DROP:
     case RAW_DROP: {
         ck_assert_int_lt(W.n_bevs, MAX_HELD);
         struct bufferevent *bev = W.ssl_ctx
@@ -806,6 +824,32 @@ START_TEST(test_connection_reuse)
     }
     ck_assert_int_eq(S.requests, 20);
     ck_assert_int_eq(S.connections, 1);
+}
+END_TEST
+
+/* The server closes a kept-alive connection just as the next request
+ * arrives on it (the race every keep-alive client meets): the request goes
+ * once more on a new connection, not counted as an attempt, even with
+ * retries = 0. Plain (loop 0) and TLS (loop 1). */
+START_TEST(test_reused_connection_closed_is_resent)
+{
+    if (_i)
+        raw_server_tls(path_srv_cert, path_srv_key);
+    raw_server_start(RAW_KEEP_THEN_DROP, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    mb_upstream_opts o = default_opts(_i ? https_url(W.port) : http_url(W.port));
+    o.ca_file = path_ca;
+    o.retries = 0;
+    new_upstream(&o);
+    for (int i = 0; i < 3; i++) {
+        start("POST", "/x", &R[i]);
+        run_until_done(i + 1, 3000);
+        ck_assert_msg(R[i].xfer == XFER_HTTP, "call %d: %s", i, R[i].error);
+        ck_assert_int_eq(R[i].status, 200);
+        ck_assert_int_eq(R[i].attempts, 1);
+        ck_assert_str_eq(R[i].body, "ok");
+    }
+    ck_assert_int_eq(W.accepts, 3);      /* each later call found its pooled connection dead */
+    ck_assert_int_eq(W.requests, 5);     /* 3 answered + 2 dropped */
 }
 END_TEST
 
@@ -1283,6 +1327,7 @@ static Suite *upstream_suite(void)
     tcase_add_test(tc, test_queued_calls_cancelled);
     tcase_add_test(tc, test_connection_reuse);
     tcase_add_test(tc, test_callback_starts_new_call);
+    tcase_add_loop_test(tc, test_reused_connection_closed_is_resent, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("failures");
