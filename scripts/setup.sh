@@ -4,7 +4,7 @@
 set -euo pipefail
 
 BUILD_DEPS=(autoconf automake libtool pkg-config gcc make
-            libevent-dev libevhtp-dev libyajl-dev libssl-dev libcurl4-openssl-dev
+            libevent-dev libevhtp-dev libyajl-dev libssl-dev
             libinih-dev check uuid-dev)
 TEST_DEPS=(python3-glance python3-keystone python3-keystonemiddleware python3-werkzeug
            python3-pytest python3-requests python3-glanceclient

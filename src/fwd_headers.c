@@ -124,7 +124,7 @@ static int named_by_connection(const mb_header *h, size_t n, const char *name, s
     return 0;
 }
 
-/* A header that can be put on a libcurl header line as it is. */
+/* A header that can be put on a request line as it is. */
 static int header_sendable(const mb_header *h)
 {
     if (h->name == NULL || h->nlen == 0 || (h->vlen > 0 && h->value == NULL))
@@ -155,10 +155,8 @@ static void put_line(char **lines, size_t *k, char **pos, const char *name, size
     lines[(*k)++] = p;
     memcpy(p, name, nlen);
     p += nlen;
-    if (vlen == 0) {
-        *p++ = ';';  /* libcurl: "Name;" sends an empty header, "Name:" removes it */
-    } else {
-        *p++ = ':';
+    *p++ = ':';
+    if (vlen > 0) {
         *p++ = ' ';
         memcpy(p, value, vlen);
         p += vlen;
@@ -167,19 +165,16 @@ static void put_line(char **lines, size_t *k, char **pos, const char *name, size
     *pos = p;
 }
 
-/* The lines every block ends with: Content-Type (unless NULL), "Expect:"
- * (stops libcurl's 100-continue), the NULL. Room for them is counted by
- * END_BYTES. */
+/* The lines every block ends with: Content-Type (unless NULL), the NULL.
+ * Room for them is counted by END_BYTES. */
 #define END_BYTES(content_type) \
-    (sizeof("Content-Type") + 2 + ((content_type) ? strlen(content_type) : 0) + 1 + sizeof("Expect:"))
+    (sizeof("Content-Type") + 2 + ((content_type) ? strlen(content_type) : 0) + 1)
 
 static char **end_block(char **lines, size_t k, char *pos, const char *content_type)
 {
-    static const char ctype[] = "Content-Type", expect[] = "Expect:";
+    static const char ctype[] = "Content-Type";
     if (content_type != NULL)
         put_line(lines, &k, &pos, ctype, sizeof(ctype) - 1, content_type, strlen(content_type));
-    lines[k++] = pos;
-    memcpy(pos, expect, sizeof(expect));
     lines[k] = NULL;
     return lines;
 }
@@ -202,7 +197,7 @@ char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id,
         if (name_eq(h[i].name, h[i].nlen, accept))
             have_accept = 1;
     }
-    nlines += 4;  /* request id, Accept, Content-Type, Expect */
+    nlines += 3;  /* request id, Accept, Content-Type */
     bytes += sizeof(reqid) + 2 + strlen(request_id) + 1
            + sizeof(accept) + 2 + sizeof(accept_v) + 1
            + END_BYTES(content_type);
@@ -233,10 +228,10 @@ char **fwd_headers_service(const char *token, const char *request_id, const char
                  + sizeof(reqid) + 2 + strlen(request_id) + 1
                  + sizeof(accept) + 2 + sizeof(accept_v) + 1
                  + END_BYTES(content_type);
-    char **lines = malloc(6 * sizeof(char *) + bytes);
+    char **lines = malloc(5 * sizeof(char *) + bytes);
     if (lines == NULL)
         return NULL;
-    char *pos = (char *)(lines + 6);
+    char *pos = (char *)(lines + 5);
     put_line(lines, &k, &pos, tok, sizeof(tok) - 1, token, strlen(token));
     put_line(lines, &k, &pos, reqid, sizeof(reqid) - 1, request_id, strlen(request_id));
     put_line(lines, &k, &pos, accept, sizeof(accept) - 1, accept_v, sizeof(accept_v) - 1);
@@ -259,7 +254,7 @@ int fwd_is_hop_by_hop(const char *name, size_t nlen)
     return 0;
 }
 
-/* Not passed by the proxy: hop-by-hop, the framing (libcurl sets it), Host
+/* Not passed by the proxy: hop-by-hop, the framing (h1_client sets it), Host
  * (the upstream's), Expect (answered here), and what the proxy sets. */
 static int proxy_drops(const mb_header *h, size_t n, size_t i)
 {
@@ -280,8 +275,8 @@ char **fwd_headers_proxy(const mb_header *h, size_t n, const char *request_id,
                          const char *client_ip, const char *proto)
 {
     static const char reqid[] = "X-Openstack-Request-Id", xff[] = "X-Forwarded-For";
-    static const char xfp[] = "X-Forwarded-Proto", expect[] = "Expect:";
-    size_t nlines = 4, bytes = 0, k = 0, xff_len = 0;
+    static const char xfp[] = "X-Forwarded-Proto";
+    size_t nlines = 3, bytes = 0, k = 0, xff_len = 0;
 
     for (size_t i = 0; i < n; i++) {
         if (name_eq(h[i].name, h[i].nlen, xff) && header_sendable(&h[i]))
@@ -293,7 +288,7 @@ char **fwd_headers_proxy(const mb_header *h, size_t n, const char *request_id,
     }
     bytes += sizeof(reqid) + 2 + strlen(request_id) + 1
            + sizeof(xff) + 2 + xff_len + strlen(client_ip) + 1
-           + sizeof(xfp) + 2 + strlen(proto) + 1 + sizeof(expect);
+           + sizeof(xfp) + 2 + strlen(proto) + 1;
     char **lines = malloc((nlines + 1) * sizeof(char *) + bytes);
     if (lines == NULL)
         return NULL;
@@ -315,8 +310,6 @@ char **fwd_headers_proxy(const mb_header *h, size_t n, const char *request_id,
     }
     pos += sprintf(pos, "%s", client_ip) + 1;
     put_line(lines, &k, &pos, xfp, sizeof(xfp) - 1, proto, strlen(proto));
-    lines[k++] = pos;
-    memcpy(pos, expect, sizeof(expect));
     lines[k] = NULL;
     return lines;
 }

@@ -25,16 +25,16 @@ int  fwd_header_is_dropped(const char *name, size_t nlen);
 /* The header lines for one upstream call: the client's end-to-end headers
  * h[0..n) as "Name: value", then "X-Openstack-Request-Id: <request_id>",
  * "Accept: application/json" when the client sent no Accept,
- * "Content-Type: <content_type>" unless it is NULL, and "Expect:" (stops
- * libcurl's 100-continue). NULL-terminated, one malloc'd block; free with
- * free(). NULL when out of memory. */
+ * and "Content-Type: <content_type>" unless it is NULL. An empty value
+ * gives "Name:". NULL-terminated, one malloc'd block; free with free().
+ * NULL when out of memory. */
 char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id,
                          const char *content_type);
 
 /* The header lines for a call made with the gateway's own token (SPEC
  * section 3): only "X-Auth-Token: <token>", the request id, "Accept:
- * application/json", "Content-Type: <content_type>" unless NULL, and
- * "Expect:"; never the client's token or identity headers. token must hold
+ * application/json" and "Content-Type: <content_type>" unless NULL;
+ * never the client's token or identity headers. token must hold
  * no CR, LF or NUL. Same block form as fwd_headers_build. The block holds
  * the token: wipe it (explicit_bzero) before free when that matters. */
 char **fwd_headers_service(const char *token, const char *request_id, const char *content_type);
@@ -49,7 +49,7 @@ int    fwd_is_hop_by_hop(const char *name, size_t nlen);
  * hop-by-hop ones (and those its Connection header names), Host,
  * Content-Length and Expect; then X-Openstack-Request-Id, X-Forwarded-For
  * (the client's own X-Forwarded-For values, then client_ip),
- * X-Forwarded-Proto (proto), "Expect:". Same block form as
+ * X-Forwarded-Proto (proto). Same block form as
  * fwd_headers_build. */
 char **fwd_headers_proxy(const mb_header *h, size_t n, const char *request_id,
                          const char *client_ip, const char *proto);

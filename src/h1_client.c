@@ -27,8 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <event2/dns.h>
+#include <event2/http.h>
 #include <event2/util.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -82,6 +82,15 @@ struct h1_exchange {
     h1_resp                 resp;
     const h1_exchange_cbs  *cbs;
     void                   *arg;
+    /* streaming (h1_stream) */
+    int                     stream;
+    long long               length;      /* H1_NO_BODY, H1_CHUNKED or Content-Length */
+    long long               taken;       /* request body bytes taken from on_upload */
+    int                     upload_done; /* the body (and a chunked end) is queued in ubuf */
+    int                     up_paused, down_paused;
+    long                    idle_ms;
+    char                   *ubuf;        /* body bytes framed, being written */
+    size_t                  ubuf_off, ubuf_len;
     /* a result to deliver from the loop (it happened inside h1_send) */
     h1_exchange            *dnext;
     h1_result               result;
@@ -194,11 +203,37 @@ static int watch(h1_conn *k, short what)
     if (k->watching)
         event_del(k->ev);
     k->watching = 0;
+    if (what == 0)
+        return 0;
     if (event_assign(k->ev, k->c->base, k->fd, (short)(what | EV_PERSIST), on_conn_event, k) != 0 ||
         event_add(k->ev, NULL) != 0)
         return -1;
     k->watching = what;
     return 0;
+}
+
+/* Whether the exchange has bytes to write, or could pull some. */
+static int wants_write(const h1_exchange *ex)
+{
+    return ex->sent < ex->len || ex->ubuf_off < ex->ubuf_len ||
+           (ex->length != H1_NO_BODY && !ex->upload_done && !ex->up_paused);
+}
+
+/* The events a busy connection waits for. */
+static short busy_events(const h1_exchange *ex)
+{
+    return (short)((ex->down_paused ? 0 : EV_READ) | (wants_write(ex) ? EV_WRITE : 0));
+}
+
+/* A streaming exchange's inactivity deadline starts again (bytes moved, or
+ * a pause ended); while either side is paused, none runs. */
+static void stream_progress(h1_conn *k)
+{
+    h1_exchange *ex = k->ex;
+    if (ex->up_paused || ex->down_paused)
+        evtimer_del(k->timer);
+    else
+        arm_timer(k, now_ms() + ex->idle_ms);
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -259,6 +294,8 @@ static void ex_finish(h1_exchange *ex, h1_result r, int status)
     if (r == H1_OK)
         ex->err[0] = '\0';
     h1_resp_free(&ex->resp);
+    free(ex->ubuf);
+    ex->ubuf = NULL;
     if (c->in_send) {
         ex->result = r;
         ex->status = status;
@@ -290,7 +327,7 @@ static void conn_fail(h1_conn *k, h1_result r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ex->err, sizeof(ex->err), fmt, ap);
     va_end(ap);
-    if (r == H1_CLOSED && reused && !ex->resent && ex->received == 0) {
+    if (r == H1_CLOSED && reused && !ex->resent && ex->received == 0 && ex->taken == 0) {
         ex->resent = 1;
         log_debug("upstream: a pooled connection was closed by the server (%s); sending again", ex->err);
         if (conn_open(ex->c, ex) == 0)
@@ -313,7 +350,13 @@ static int p_body(void *arg, const char *data, size_t len)
     return ex->cbs->on_body(ex->arg, data, len);
 }
 
-static const h1_resp_cbs parser_cbs = { p_header, NULL, p_body };
+static int p_head(void *arg, int status)
+{
+    h1_exchange *ex = arg;
+    return ex->cbs->on_head ? ex->cbs->on_head(ex->arg, status) : 0;
+}
+
+static const h1_resp_cbs parser_cbs = { p_header, p_head, p_body };
 
 /* The whole response arrived on k: the connection goes back to the pool
  * (or is closed), then the exchange's callback runs. */
@@ -324,6 +367,8 @@ static void conn_done(h1_conn *k, int reusable)
     int status = ex->resp.status;
 
     k->ex = NULL;
+    if (wants_write(ex) || ex->up_paused)
+        reusable = 0;                    /* answered before the request went out whole */
     if (reusable && ex->resp.keep_alive && !(k->ssl && SSL_has_pending(k->ssl))) {
         k->state = C_IDLE;
         k->reused = 1;
@@ -348,6 +393,8 @@ static int conn_feed(h1_conn *k, const char *data, size_t n)
     ssize_t used;
 
     ex->received += n;
+    if (ex->stream)
+        stream_progress(k);
     used = h1_resp_feed(&ex->resp, data, n, &parser_cbs, ex);
     if (used < 0) {
         if (ex->resp.error && strcmp(ex->resp.error, "stopped") == 0)
@@ -387,6 +434,8 @@ static void conn_read(h1_conn *k)
     h1_client *c = k->c;
     char ebuf[256];
 
+    if (k->ex && k->ex->down_paused)
+        return;
     for (;;) {
         ssize_t n;
         if (k->ssl) {
@@ -397,8 +446,7 @@ static void conn_read(h1_conn *k)
             } else {
                 int e = SSL_get_error(k->ssl, r);
                 if (e == SSL_ERROR_WANT_READ) {
-                    if (k->watching != EV_READ && (!k->ex || k->ex->sent >= k->ex->len))
-                        watch(k, EV_READ);
+                    watch(k, k->ex ? busy_events(k->ex) : EV_READ);
                     return;
                 }
                 if (e == SSL_ERROR_WANT_WRITE) {
@@ -458,6 +506,8 @@ static void conn_read(h1_conn *k)
         }
         if (conn_feed(k, c->rbuf, (size_t)n))
             return;
+        if (k->ex->down_paused)
+            return;          /* h1_pause_download took EV_READ away */
         if (!k->ssl && (size_t)n < READ_BUF)
             return;          /* the socket is drained; epoll says when there is more */
     }
@@ -465,25 +515,108 @@ static void conn_read(h1_conn *k)
 
 /* ---- the request --------------------------------------------------------------- */
 
-/* Writes what is left of the request. Returns -1 when the connection
- * failed (k is gone), 0 otherwise. */
+#define UBUF_SIZE  16384
+#define CHUNK_ROOM 16            /* "%zx\r\n" before a chunk's data */
+
+/* Pulls the next piece of a streamed request body into ex->ubuf, framed.
+ * Returns 1 when there is something to write (or the body is complete),
+ * 0 when the body source paused, -1 (ex->err set) when it failed. */
+static int fill_upload(h1_exchange *ex)
+{
+    int chunked = ex->length == H1_CHUNKED;
+    size_t room = UBUF_SIZE - CHUNK_ROOM - 7;   /* "\r\n" after, "0\r\n\r\n" */
+
+    if (!ex->ubuf && !(ex->ubuf = malloc(UBUF_SIZE))) {
+        snprintf(ex->err, sizeof(ex->err), "out of memory sending the request body");
+        return -1;
+    }
+    if (!chunked && (unsigned long long)(ex->length - ex->taken) < room)
+        room = (size_t)(ex->length - ex->taken);
+    if (!chunked && room == 0) {
+        ex->upload_done = 1;
+        return 1;
+    }
+    size_t n = ex->cbs->on_upload(ex->arg, ex->ubuf + CHUNK_ROOM, room);
+    if (n == H1_PAUSE) {
+        ex->up_paused = 1;
+        return 0;
+    }
+    if (n == H1_ABORT || (n > room && n != H1_PAUSE)) {
+        snprintf(ex->err, sizeof(ex->err), "the request body could not be read");
+        return -1;
+    }
+    if (n == 0) {
+        if (!chunked) {
+            snprintf(ex->err, sizeof(ex->err), "the request body ended after %lld of %lld bytes",
+                     ex->taken, ex->length);
+            return -1;
+        }
+        memcpy(ex->ubuf, "0\r\n\r\n", 5);
+        ex->ubuf_off = 0;
+        ex->ubuf_len = 5;
+        ex->upload_done = 1;
+        return 1;
+    }
+    ex->taken += (long long)n;
+    if (chunked) {
+        char h[CHUNK_ROOM];
+        int hl = snprintf(h, sizeof(h), "%zx\r\n", n);
+        ex->ubuf_off = CHUNK_ROOM - (size_t)hl;
+        memcpy(ex->ubuf + ex->ubuf_off, h, (size_t)hl);
+        memcpy(ex->ubuf + CHUNK_ROOM + n, "\r\n", 2);
+        ex->ubuf_len = CHUNK_ROOM + n + 2;
+    } else {
+        ex->ubuf_off = CHUNK_ROOM;
+        ex->ubuf_len = CHUNK_ROOM + n;
+        if (ex->taken == ex->length)
+            ex->upload_done = 1;
+    }
+    return 1;
+}
+
+/* Writes what there is to write: the rest of the request head, then the
+ * body pulled piece by piece. Returns -1 when the connection failed (k is
+ * gone), 0 otherwise. */
 static int conn_write(h1_conn *k)
 {
     h1_exchange *ex = k->ex;
     h1_client *c = k->c;
     char ebuf[256];
 
-    while (ex->sent < ex->len) {
+    for (;;) {
+        const char *p;
+        size_t left;
+        if (ex->sent < ex->len) {
+            p = ex->req + ex->sent;
+            left = ex->len - ex->sent;
+        } else if (ex->ubuf_off < ex->ubuf_len) {
+            p = ex->ubuf + ex->ubuf_off;
+            left = ex->ubuf_len - ex->ubuf_off;
+        } else if (wants_write(ex)) {
+            int r = fill_upload(ex);
+            if (r < 0) {
+                conn_fail(k, H1_STOPPED, "%s", ex->err);
+                return -1;
+            }
+            if (r == 0) {
+                stream_progress(k);            /* paused: no deadline */
+                break;
+            }
+            continue;
+        } else {
+            break;
+        }
+
         ssize_t n;
         if (k->ssl) {
             ERR_clear_error();
-            int r = SSL_write(k->ssl, ex->req + ex->sent, (int)(ex->len - ex->sent > 1 << 30 ? 1 << 30 : ex->len - ex->sent));
+            int r = SSL_write(k->ssl, p, (int)(left > 1 << 30 ? 1 << 30 : left));
             if (r > 0) {
                 n = r;
             } else {
                 int e = SSL_get_error(k->ssl, r);
                 if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-                    watch(k, EV_READ | EV_WRITE);
+                    watch(k, (short)(busy_events(ex) | EV_WRITE));
                     return 0;
                 }
                 int sys = errno;
@@ -494,19 +627,24 @@ static int conn_write(h1_conn *k)
                 return -1;
             }
         } else {
-            n = send(k->fd, ex->req + ex->sent, ex->len - ex->sent, MSG_NOSIGNAL);
+            n = send(k->fd, p, left, MSG_NOSIGNAL);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                    watch(k, EV_READ | EV_WRITE);
+                    watch(k, (short)(busy_events(ex) | EV_WRITE));
                     return 0;
                 }
                 conn_fail(k, H1_CLOSED, "sending to %s port %d failed: %s", c->host, c->port, strerror(errno));
                 return -1;
             }
         }
-        ex->sent += (size_t)n;
+        if (ex->sent < ex->len)
+            ex->sent += (size_t)n;
+        else
+            ex->ubuf_off += (size_t)n;
+        if (ex->stream)
+            stream_progress(k);
     }
-    watch(k, EV_READ);
+    watch(k, busy_events(ex));
     return 0;
 }
 
@@ -520,7 +658,10 @@ static void conn_attach(h1_conn *k, h1_exchange *ex)
     h1_resp_free(&ex->resp);
     h1_resp_init(&ex->resp, ex->head);
     k->state = C_BUSY;
-    arm_timer(k, ex->deadline);
+    if (ex->stream)
+        stream_progress(k);
+    else
+        arm_timer(k, ex->deadline);
     (void)conn_write(k);
 }
 
@@ -773,8 +914,12 @@ static void on_timeout(h1_conn *k)
                   ms_since(&k->opened), c->host, c->port);
         return;
     case C_BUSY:
-        conn_fail(k, H1_TIMEOUT, "Operation timed out after %ld ms with %zu bytes received",
-                  k->ex->timeout_ms, k->ex->received);
+        if (k->ex->stream)
+            conn_fail(k, H1_TIMEOUT, "no data moved to or from %s port %d for %ld ms",
+                      c->host, c->port, k->ex->idle_ms);
+        else
+            conn_fail(k, H1_TIMEOUT, "Operation timed out after %ld ms with %zu bytes received",
+                      k->ex->timeout_ms, k->ex->received);
         return;
     }
 }
@@ -814,11 +959,12 @@ static void on_conn_event(evutil_socket_t fd, short what, void *arg)
             conn_close(k, CLOSE_CLEAN);      /* the server's close, or bytes nobody asked for */
         return;
     case C_BUSY:
-        if ((what & EV_WRITE) && k->ex->sent < k->ex->len) {
-            if (conn_write(k) != 0 || !(what & EV_READ))
+        if ((what & EV_WRITE) && wants_write(k->ex)) {
+            h1_exchange *ex = k->ex;
+            if (conn_write(k) != 0 || !(what & EV_READ) || k->ex != ex)
                 return;
         }
-        conn_read(k);
+        conn_read(k);    /* also on a write event nobody wanted: TLS may have asked for it */
         return;
     }
 }
@@ -846,18 +992,16 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- public ------------------------------------------------------------------------ */
 
-/* The URL's parts, by libcurl's URL parser. */
+/* The URL's parts, by libevent's URL parser (mb_conf.c checked it). */
 static int parse_base_url(h1_client *c, const char *url)
 {
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+    struct evhttp_uri *u = evhttp_uri_parse_with_flags(url, 0);
+    const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
+    const char *host = u ? evhttp_uri_get_host(u) : NULL;
+    const char *path = u ? evhttp_uri_get_path(u) : NULL;
     int rc = -1;
 
-    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
+    if (!u || !scheme || !host || !*host) {
         log_error("upstream: cannot parse the URL %s", url);
         goto out;
     }
@@ -867,27 +1011,36 @@ static int parse_base_url(h1_client *c, const char *url)
         log_error("upstream: %s: only http:// and https:// are supported", url);
         goto out;
     }
-    c->port = atoi(port);
+    c->port = evhttp_uri_get_port(u);
+    int default_port = c->port < 0 || c->port == (c->tls ? 443 : 80);
+    if (c->port < 0)
+        c->port = c->tls ? 443 : 80;
     size_t hl = strlen(host);
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
-        c->host = strndup(host + 1, hl - 2);
-    else
-        c->host = strdup(host);
-    int default_port = c->port == (c->tls ? 443 : 80);
-    size_t need = hl + 32;
+    int bracketed = hl >= 2 && host[0] == '[' && host[hl - 1] == ']';
+    c->host = bracketed ? strndup(host + 1, hl - 2) : strdup(host);
+    size_t need = hl + 40;
     c->host_header = malloc(need);
     if (!c->host || !c->host_header)
         goto out;
-    c->host_header_len = (size_t)snprintf(c->host_header, need, default_port ? "Host: %s\r\n" : "Host: %s:%d\r\n",
-                                          host, c->port);
-    size_t pl = strlen(path);
+    /* an IPv6 literal goes in brackets (libevent may keep them or not) */
+    int v6 = !bracketed && strchr(host, ':') != NULL;
+    c->host_header_len = (size_t)snprintf(c->host_header, need, "Host: %s%s%s",
+                                          v6 ? "[" : "", host, v6 ? "]" : "");
+    if (!default_port)
+        c->host_header_len += (size_t)snprintf(c->host_header + c->host_header_len,
+                                               need - c->host_header_len, ":%d", c->port);
+    c->host_header_len += (size_t)snprintf(c->host_header + c->host_header_len,
+                                           need - c->host_header_len, "\r\n");
+    size_t pl = path ? strlen(path) : 0;
     while (pl > 0 && path[pl - 1] == '/')
         pl--;
-    c->prefix = strndup(path, pl);
+    c->prefix = strndup(path ? path : "", pl);
     if (!c->prefix)
         goto out;
     c->prefix_len = pl;
 
+    char port[16];
+    snprintf(port, sizeof(port), "%d", c->port);
     struct evutil_addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -900,11 +1053,8 @@ static int parse_base_url(h1_client *c, const char *url)
     }
     rc = 0;
 out:
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_free(path);
-    curl_url_cleanup(u);
+    if (u)
+        evhttp_uri_free(u);
     return rc;
 }
 
@@ -1003,6 +1153,7 @@ void h1_client_free(h1_client *c)
         conn_close(k, k->state == C_IDLE ? CLOSE_GOODBYE : CLOSE_FAILED);
         if (ex) {
             h1_resp_free(&ex->resp);
+            free(ex->ubuf);
             free(ex);
         }
     }
@@ -1029,14 +1180,15 @@ void h1_client_free(h1_client *c)
     free(c);
 }
 
-int h1_format_request(const h1_client *c, const char *method, const char *path,
-                      const char *const *headers, const char *body, size_t body_len,
-                      char **out, size_t *out_len)
+/* The request line, Host, the caller's header lines, the framing line
+ * (length: H1_NO_BODY, H1_CHUNKED or a Content-Length), the empty line and
+ * body_len bytes of body. */
+static int format(const h1_client *c, const char *method, const char *path,
+                  const char *const *headers, long long length, const char *body, size_t body_len,
+                  char **out, size_t *out_len)
 {
-    int with_length = body != NULL || body_len > 0 || strcmp(method, "POST") == 0 ||
-                      strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
     size_t ml = strlen(method), pl = strlen(path);
-    size_t n = ml + 1 + c->prefix_len + pl + 11 + c->host_header_len + 2 + body_len + 40;
+    size_t n = ml + 1 + c->prefix_len + pl + 11 + c->host_header_len + 2 + body_len + 48;
     for (const char *const *h = headers; h && *h; h++)
         n += strlen(*h) + 2;
 
@@ -1061,8 +1213,10 @@ int h1_format_request(const h1_client *c, const char *method, const char *path,
         *p++ = '\r';
         *p++ = '\n';
     }
-    if (with_length)
-        p += snprintf(p, 40, "Content-Length: %zu\r\n", body_len);
+    if (length == H1_CHUNKED)
+        p += snprintf(p, 48, "Transfer-Encoding: chunked\r\n");
+    else if (length >= 0)
+        p += snprintf(p, 48, "Content-Length: %lld\r\n", length);
     *p++ = '\r';
     *p++ = '\n';
     if (body_len) {
@@ -1074,21 +1228,25 @@ int h1_format_request(const h1_client *c, const char *method, const char *path,
     return 0;
 }
 
-h1_exchange *h1_send(h1_client *c, const char *request, size_t len, int head_request,
-                     long timeout_ms, const h1_exchange_cbs *cbs, void *arg)
+int h1_format_request(const h1_client *c, const char *method, const char *path,
+                      const char *const *headers, const char *body, size_t body_len,
+                      char **out, size_t *out_len)
 {
-    h1_exchange *ex = calloc(1, sizeof(*ex));
-    if (!ex)
-        return NULL;
-    ex->c = c;
-    ex->req = request;
-    ex->len = len;
-    ex->head = head_request;
-    ex->cbs = cbs;
-    ex->arg = arg;
-    ex->timeout_ms = timeout_ms;
-    ex->deadline = now_ms() + timeout_ms;
+    int with_length = body != NULL || body_len > 0 || strcmp(method, "POST") == 0 ||
+                      strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
+    return format(c, method, path, headers, with_length ? (long long)body_len : H1_NO_BODY,
+                  body, body_len, out, out_len);
+}
 
+int h1_format_head(const h1_client *c, const char *method, const char *path,
+                   const char *const *headers, long long length, char **out, size_t *out_len)
+{
+    return format(c, method, path, headers, length, NULL, 0, out, out_len);
+}
+
+/* Starts an exchange on an idle connection, or a new one. */
+static h1_exchange *start(h1_client *c, h1_exchange *ex)
+{
     c->in_send = 1;
     h1_conn *k = c->idle_head;
     if (k) {
@@ -1101,6 +1259,81 @@ h1_exchange *h1_send(h1_client *c, const char *request, size_t len, int head_req
     }
     c->in_send = 0;
     return ex;
+}
+
+static h1_exchange *ex_new(h1_client *c, const char *request, size_t len, int head_request,
+                           const h1_exchange_cbs *cbs, void *arg)
+{
+    h1_exchange *ex = calloc(1, sizeof(*ex));
+    if (!ex)
+        return NULL;
+    ex->c = c;
+    ex->req = request;
+    ex->len = len;
+    ex->head = head_request;
+    ex->cbs = cbs;
+    ex->arg = arg;
+    ex->length = H1_NO_BODY;
+    return ex;
+}
+
+h1_exchange *h1_send(h1_client *c, const char *request, size_t len, int head_request,
+                     long timeout_ms, const h1_exchange_cbs *cbs, void *arg)
+{
+    h1_exchange *ex = ex_new(c, request, len, head_request, cbs, arg);
+    if (!ex)
+        return NULL;
+    ex->timeout_ms = timeout_ms;
+    ex->deadline = now_ms() + timeout_ms;
+    return start(c, ex);
+}
+
+h1_exchange *h1_stream(h1_client *c, const char *head, size_t len, int head_request,
+                       long long length, long idle_ms, const h1_exchange_cbs *cbs, void *arg)
+{
+    h1_exchange *ex = ex_new(c, head, len, head_request, cbs, arg);
+    if (!ex)
+        return NULL;
+    ex->stream = 1;
+    ex->length = length;
+    ex->idle_ms = idle_ms;
+    ex->timeout_ms = idle_ms;
+    ex->deadline = now_ms() + idle_ms;     /* bounds connecting */
+    return start(c, ex);
+}
+
+void h1_resume_upload(h1_exchange *ex)
+{
+    if (!ex || !ex->up_paused)
+        return;
+    ex->up_paused = 0;
+    if (ex->conn && ex->conn->state == C_BUSY) {
+        stream_progress(ex->conn);
+        event_active(ex->conn->ev, EV_WRITE, 1);
+    }
+}
+
+void h1_pause_download(h1_exchange *ex)
+{
+    if (!ex || ex->down_paused)
+        return;
+    ex->down_paused = 1;
+    if (ex->conn && ex->conn->state == C_BUSY) {
+        stream_progress(ex->conn);
+        watch(ex->conn, busy_events(ex));
+    }
+}
+
+void h1_resume_download(h1_exchange *ex)
+{
+    if (!ex || !ex->down_paused)
+        return;
+    ex->down_paused = 0;
+    if (ex->conn && ex->conn->state == C_BUSY) {
+        stream_progress(ex->conn);
+        watch(ex->conn, busy_events(ex));
+        event_active(ex->conn->ev, EV_READ, 1);   /* TLS may hold bytes already read */
+    }
 }
 
 void h1_cancel(h1_exchange *ex)
@@ -1120,6 +1353,7 @@ void h1_cancel(h1_exchange *ex)
             }
     }
     h1_resp_free(&ex->resp);
+    free(ex->ubuf);
     free(ex);
 }
 

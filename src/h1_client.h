@@ -1,9 +1,9 @@
 /* h1_client: HTTP/1.1 exchanges with one origin (http:// or https://) on a
  * libevent loop, over a pool of keep-alive connections, one exchange at a
  * time on each. It knows nothing of calls, retries or membership: upstream.c
- * builds its buffered calls on it (libcurl still carries the streaming ones).
+ * builds its calls on it, buffered (h1_send) and streaming (h1_stream).
  *
- * Why not libcurl for these too: a short call through libcurl cost about
+ * Why not libcurl (used before): a short call through libcurl cost about
  * 100,000 instructions of libcurl's own code (half of a single add) plus a
  * poll(2) and a MSG_PEEK recv(2) per call (docs/PERFORMANCE.md, figure 5).
  * What libcurl did for us is done here: TCP_NODELAY, a bounded pool with
@@ -61,7 +61,22 @@ typedef struct {
     /* The end. status: the final response's status when r == H1_OK, else 0.
      * error: "" for H1_OK, otherwise what went wrong, in words. */
     void (*on_done)(void *arg, h1_result r, int status, const char *error);
+    /* Streaming exchanges only (NULL otherwise): */
+    /* The final response's header block ended (after its on_header calls).
+     * Return nonzero to stop. */
+    int  (*on_head)(void *arg, int status);
+    /* The request body: copy at most max bytes to buf and return how many;
+     * 0: the body has ended; H1_PAUSE: none ready yet (call
+     * h1_resume_upload when there is); H1_ABORT: stop the exchange. */
+    size_t (*on_upload)(void *arg, char *buf, size_t max);
 } h1_exchange_cbs;
+
+#define H1_PAUSE ((size_t)-1)
+#define H1_ABORT ((size_t)-2)
+
+/* The framing of a streamed request body, for h1_format_head. */
+#define H1_NO_BODY  (-2LL)
+#define H1_CHUNKED  (-1LL)
 
 /* NULL (and a log line saying why) when the URL cannot be used or the TLS
  * context cannot be made. A CA file or client certificate that does not
@@ -86,6 +101,26 @@ int          h1_format_request(const h1_client *c, const char *method, const cha
  * callback runs then). */
 h1_exchange *h1_send(h1_client *c, const char *request, size_t len, int head_request,
                      long timeout_ms, const h1_exchange_cbs *cbs, void *arg);
+
+/* The request head alone: length is H1_NO_BODY, H1_CHUNKED (Transfer-
+ * Encoding: chunked) or the body's Content-Length. */
+int          h1_format_head(const h1_client *c, const char *method, const char *path,
+                            const char *const *headers, long long length,
+                            char **out, size_t *out_len);
+
+/* A streaming exchange: head (from h1_format_head) goes out, then the body
+ * pulled through on_upload (when length is not H1_NO_BODY: chunked when
+ * H1_CHUNKED), while the response is handed over as it arrives. There is
+ * no total timeout: it fails (H1_TIMEOUT) when no byte moves either way
+ * for idle_ms; paused time does not count. Not sent again on a new
+ * connection once a body byte was taken. */
+h1_exchange *h1_stream(h1_client *c, const char *head, size_t len, int head_request,
+                       long long length, long idle_ms, const h1_exchange_cbs *cbs, void *arg);
+/* Flow control of a streaming exchange. The resumes take effect from the
+ * loop, never inside the call. */
+void         h1_resume_upload(h1_exchange *ex);
+void         h1_pause_download(h1_exchange *ex);   /* may be called from on_body */
+void         h1_resume_download(h1_exchange *ex);
 void         h1_cancel(h1_exchange *ex);
 
 /* Connections open now, busy and idle (for tests). */

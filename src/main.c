@@ -8,7 +8,6 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <unistd.h>
-#include <curl/curl.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 
@@ -298,13 +297,12 @@ int main(int argc, char **argv)
      * request's buffers coming and going that was a system call every few
      * requests. Keep up to 4 MiB; larger blocks are still given back. */
     mallopt(M_TRIM_THRESHOLD, 4 << 20);
-    if (evthread_use_pthreads() != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "memberbridge: cannot initialise libevent threads or libcurl\n");
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "memberbridge: cannot initialise libevent threads\n");
         settings_unref(a.set);
         return 1;
     }
     rc = run(&a);
-    curl_global_cleanup();
     log_close_access();
     settings_unref(a.set);
     return rc;

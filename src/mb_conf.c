@@ -8,7 +8,7 @@
 #include "mb_conf.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
+#include <event2/http.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
@@ -289,62 +289,40 @@ static int parse_listen(const char *v, char **host, int *port, char *msg, size_t
 
 /* URL messages never echo the value: it could hold a password. */
 
-/* 1 when part is present in u (curl answers CURLUE_OK for it). */
-static int url_has(CURLU *u, CURLUPart part)
-{
-    char *s = NULL;
-    CURLUcode rc = curl_url_get(u, part, &s, 0);
-    int has = rc == CURLUE_OK && s != NULL && *s != '\0';
-    curl_free(s);
-    return has;
-}
-
+/* The URL is parsed by libevent's strict RFC 3986 parser. */
 static int check_url(const char *v, char *msg, size_t mlen)
 {
-    CURLU *u = curl_url();
-    CURLUcode rc;
-    int ret = -1;
-
-    if (u == NULL) {
-        snprintf(msg, mlen, "out of memory");
-        return -1;
-    }
     if (strncasecmp(v, "http://", 7) != 0 && strncasecmp(v, "https://", 8) != 0) {
         snprintf(msg, mlen, "the URL does not start with http:// or https://");
-        goto out;
+        return -1;
     }
-    /* curl reports an empty query, fragment or user name as absent: look
-     * at the text ("https://g?" would send every call to "/?/v2/...") */
+    /* look at the text first: an empty query, fragment or user name is one
+     * all the same ("https://g?" would send every call to "/?/v2/...") */
     const char *auth = strstr(v, "://") + 3;
     size_t auth_len = strcspn(auth, "/?#");
     if (memchr(auth, '@', auth_len) != NULL) {
         snprintf(msg, mlen, "the URL must not hold a user name or password");
-        goto out;
+        return -1;
     }
     if (strchr(v, '?') != NULL) {
         snprintf(msg, mlen, "the URL must not have a query (?...)");
-        goto out;
+        return -1;
     }
     if (strchr(v, '#') != NULL) {
         snprintf(msg, mlen, "the URL must not have a fragment (#...)");
-        goto out;
+        return -1;
     }
-    if ((rc = curl_url_set(u, CURLUPART_URL, v, 0)) != CURLUE_OK) {
-        snprintf(msg, mlen, "not a valid URL (%s)", curl_url_strerror(rc));
-        goto out;
-    }
-    if (!url_has(u, CURLUPART_HOST))
-        snprintf(msg, mlen, "the URL has no host");
-    else if (url_has(u, CURLUPART_USER) || url_has(u, CURLUPART_PASSWORD))
-        snprintf(msg, mlen, "the URL must not hold a user name or password");
-    else if (url_has(u, CURLUPART_QUERY))
-        snprintf(msg, mlen, "the URL must not have a query (?...)");
-    else if (url_has(u, CURLUPART_FRAGMENT))
-        snprintf(msg, mlen, "the URL must not have a fragment (#...)");
+    struct evhttp_uri *u = evhttp_uri_parse_with_flags(v, 0);
+    const char *host = u ? evhttp_uri_get_host(u) : NULL;
+    int ret = -1;
+    if (u == NULL)
+        snprintf(msg, mlen, "not a valid URL (malformed)");
+    else if (host == NULL || *host == '\0' || strcmp(host, "[]") == 0)
+        snprintf(msg, mlen, "not a valid URL (no host)");
     else
         ret = 0;
-out:
-    curl_url_cleanup(u);
+    if (u)
+        evhttp_uri_free(u);
     return ret;
 }
 

@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <curl/curl.h>
+#include <event2/http.h>
 
 #include "aggregate.h"
 #include "fanout.h"
@@ -117,12 +117,11 @@ struct mb_exchange {
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/* Percent-encodes every byte but the unreserved ones (RFC 3986: letters,
+ * digits, "-._~"), by libevent. */
 static char *escape_id(const char *id)
 {
-    char *e = curl_easy_escape(NULL, id, (int)strlen(id));
-    char *copy = e ? strdup(e) : NULL;
-    curl_free(e);
-    return copy;
+    return evhttp_uriencode(id, (ev_ssize_t)strlen(id), 0);
 }
 
 static void exchange_free(mb_exchange *x)

@@ -2,17 +2,17 @@
  * upstream and back (see proxy.h).
  *
  * Backpressure, upload: the client's body bytes wait in p->in until
- * libcurl pulls them; above IN_HIGH the client's connection is paused, and
- * resumed when libcurl has taken what was held. Download: response bytes
- * go straight to the client connection's output buffer; above OUT_HIGH the
- * upstream transfer is paused, and resumed once the buffer has drained
- * below OUT_LOW (an evbuffer callback notices, an event resumes: libcurl
- * may hand over data from inside the resume, which must not happen inside
- * libevent's buffer callback).
+ * the upstream call pulls them; above IN_HIGH the client's connection is
+ * paused, and resumed when the call has taken what was held. Download:
+ * response bytes go straight to the client connection's output buffer;
+ * above OUT_HIGH the upstream transfer is paused, and resumed once the
+ * buffer has drained below OUT_LOW (an evbuffer callback notices, an event
+ * resumes: the resume may hand over data right away, which must not happen
+ * inside libevent's buffer callback).
  *
  * The response head is sent only once the request was read whole (libevhtp
  * cannot answer a request it is still parsing); until then its body waits
- * in libcurl, paused. */
+ * in the upstream call, paused. */
 #include "proxy.h"
 
 #include <errno.h>
@@ -37,7 +37,7 @@ struct mb_proxy {
     evhtp_request_t   *req;
     proxy_env          env;
     mb_call           *call;
-    struct evbuffer   *in;             /* request body not yet taken by libcurl */
+    struct evbuffer   *in;             /* request body not yet taken by the upstream call */
     struct event      *kick;           /* runs the deferred work below */
     struct event      *gone_check;     /* while the download waits for the client */
     struct evbuffer   *out_watched;    /* the output buffer watched for draining */
@@ -173,7 +173,7 @@ static void send_head(mb_proxy *p)
     held_free(p);
 }
 
-/* ---- libcurl's side (these run inside libcurl callbacks) ------------------ */
+/* ---- the upstream call's side (these run inside its callbacks) ----------- */
 
 static int on_response(void *arg, int status, const char *const *lines, size_t n)
 {

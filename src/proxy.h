@@ -7,7 +7,7 @@
  * through proxy_body, says when the request is whole with proxy_body_end
  * (its connection is paused then, and stays paused until the response is
  * out), and frees with proxy_free. The proxy reports through the hooks,
- * always from the event loop, never from inside a libcurl callback. */
+ * always from the event loop, never from inside an upstream callback. */
 #ifndef MB_PROXY_H
 #define MB_PROXY_H
 

@@ -69,7 +69,6 @@ static const char *const request_headers[] = {
     "Content-Type: application/json",
     "Accept: application/json",
     "User-Agent: memberbridge/" PACKAGE_VERSION,
-    "Expect:",
     NULL
 };
 

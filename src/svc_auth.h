@@ -63,7 +63,7 @@ typedef enum {
 /* conf->service_auth must be complete (auth_url, username, password,
  * project_name; domains default to "Default"). The timeouts, retries and
  * max response size come from conf->upstream. Returns NULL (and logs why)
- * when libcurl cannot be set up or out of memory. Makes no call yet. */
+ * when the client cannot be set up or out of memory. Makes no call yet. */
 mb_svc_auth   *svc_auth_new(struct event_base *base, const mb_conf *conf);
 /* Cancels the fetch and every waiter (their callbacks never run). Not from
  * inside an svc_auth_cb. a may be NULL. */

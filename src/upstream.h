@@ -1,5 +1,5 @@
-/* upstream: an HTTP(S) client on the libevent loop, driven by libcurl's
- * multi-socket interface (one mb_upstream per event loop). It knows nothing
+/* upstream: an HTTP(S) client on the libevent loop, over h1_client's pooled
+ * keep-alive connections (one mb_upstream per event loop). It knows nothing
  * of membership: a call is a method, a URL path, headers and an optional
  * small body; the whole response body is collected (bounded) and handed to
  * the completion callback.
@@ -37,7 +37,7 @@ typedef struct {
     long        connect_timeout_ms;
     long        request_timeout_ms; /* per attempt, whole transfer */
     int         retries;
-    long        max_connections;  /* CURLMOPT_MAX_TOTAL_CONNECTIONS */
+    long        max_connections;  /* calls running at once = busy connections; idle ones count too */
     size_t      max_response_bytes; /* bigger body -> XFER_BAD_RESPONSE */
 } mb_upstream_opts;
 
@@ -46,7 +46,7 @@ typedef struct {
     int          status;      /* HTTP status when xfer == XFER_HTTP */
     const char  *body;        /* response body (NUL-terminated), never NULL */
     size_t       body_len;
-    const char  *error;       /* "" when xfer == XFER_HTTP; otherwise curl's error text, e.g.
+    const char  *error;       /* "" when xfer == XFER_HTTP; otherwise what went wrong, e.g.
                                  "SSL certificate problem: unable to get local issuer certificate" */
     const char  *header;      /* the value of mb_request.want_header in the final
                                  response (trimmed), or NULL when absent */
@@ -67,7 +67,8 @@ typedef struct {
                                      mb_response.header (case-insensitive) */
 } mb_request;
 
-/* Returns NULL (and logs why) if libcurl cannot be set up. */
+/* Returns NULL (and logs why) if the URL cannot be used or the TLS context
+ * cannot be made. */
 mb_upstream *upstream_new(struct event_base *base, const mb_upstream_opts *opts);
 /* Cancels every call still running (no callbacks) and frees. */
 void         upstream_free(mb_upstream *up);

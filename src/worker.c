@@ -170,7 +170,7 @@ static void on_command(evutil_socket_t fd, short what, void *arg)
 }
 
 /* epoll's changelist: the interest changes made while handling events
- * (libcurl's socket callbacks, libevhtp enabling and disabling writes) go to
+ * (h1_client's connections, libevhtp enabling and disabling writes) go to
  * the kernel once per loop iteration, and a change undone in the same
  * iteration costs no system call. Without it a short upstream call cost
  * about six epoll_ctl calls. */

@@ -132,5 +132,5 @@ def test_end_to_end_headers_forwarded_hop_by_hop_dropped(make_gateway, bad_upstr
     for hop in ("keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "proxy-foo",
                 "transfer-encoding"):
         assert hop not in names, (hop, seen)
-    # The client's Connection header is not passed on (libcurl may send its own).
+    # The client's Connection header is not passed on (the gateway's client may send its own).
     assert got.get("connection", "").lower() != "keep-alive", seen
