@@ -1192,6 +1192,24 @@ START_TEST(test_tls_wrong_hostname)
 }
 END_TEST
 
+/* A host name, resolved without blocking the loop (evdns reads
+ * /etc/hosts), verified against the certificate's DNS name and sent as
+ * SNI; the Host header names it. */
+START_TEST(test_host_name_resolved_and_verified)
+{
+    http_server_start(path_srv_cert, path_srv_key, NULL);
+    snprintf(url, sizeof(url), "https://localhost:%d", S.port);
+    mb_upstream_opts o = default_opts(url);
+    o.ca_file = path_ca;
+    new_upstream(&o);
+    start("GET", "/ok", &R[0]);
+    run_until_done(1, 3000);
+    ck_assert_msg(R[0].xfer == XFER_HTTP, "%s", R[0].error);
+    ck_assert_int_eq(R[0].status, 200);
+    ck_assert_str_eq(R[0].body, "hello world");
+}
+END_TEST
+
 START_TEST(test_tls_insecure_skips_checks)
 {
     http_server_start(path_other_cert, path_other_key, NULL);
@@ -1527,6 +1545,7 @@ static Suite *upstream_suite(void)
     tcase_add_test(tc, test_tls_other_ca);
     tcase_add_test(tc, test_tls_wrong_hostname);
     tcase_add_test(tc, test_tls_insecure_skips_checks);
+    tcase_add_test(tc, test_host_name_resolved_and_verified);
     tcase_add_test(tc, test_tls_client_certificate);
     tcase_add_test(tc, test_tls_client_certificate_missing);
     tcase_add_loop_test(tc, test_drop_after_request_is_retried, 0, 2);
