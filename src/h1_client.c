@@ -595,7 +595,9 @@ static int conn_write(h1_conn *k)
         } else if (wants_write(ex)) {
             int r = fill_upload(ex);
             if (r < 0) {
-                conn_fail(k, H1_STOPPED, "%s", ex->err);
+                char why[sizeof(ex->err)];
+                memcpy(why, ex->err, sizeof(why));   /* conn_fail writes ex->err */
+                conn_fail(k, H1_STOPPED, "%s", why);
                 return -1;
             }
             if (r == 0) {
