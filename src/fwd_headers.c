@@ -14,10 +14,11 @@
 /* Never copied: hop-by-hop (RFC 9110 7.6.1) or set by the gateway.
  * Accept-Encoding too: the gateway itself reads these replies (member and
  * image lists), so it must get them uncompressed. */
-static const char *const dropped[] = {
-    "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
-    "Upgrade", "Host", "Content-Length", "Content-Type", "Expect",
-    "X-Openstack-Request-Id", "Accept-Encoding",
+#define LIT(s) { s, sizeof(s) - 1 }
+static const struct { const char *s; size_t n; } dropped[] = {
+    LIT("Connection"), LIT("Keep-Alive"), LIT("TE"), LIT("Trailer"), LIT("Transfer-Encoding"),
+    LIT("Upgrade"), LIT("Host"), LIT("Content-Length"), LIT("Content-Type"), LIT("Expect"),
+    LIT("X-Openstack-Request-Id"), LIT("Accept-Encoding"),
 };
 
 static int ishex(char ch)
@@ -98,7 +99,7 @@ int fwd_header_is_dropped(const char *name, size_t nlen)
     if (nlen >= 6 && strncasecmp(name, "Proxy-", 6) == 0)
         return 1;
     for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
-        if (name_eq(name, nlen, dropped[i]))
+        if (nlen == dropped[i].n && strncasecmp(name, dropped[i].s, nlen) == 0)
             return 1;
     return 0;
 }
@@ -134,16 +135,26 @@ static int header_sendable(const mb_header *h)
         if (ch <= ' ' || ch >= 0x7f || ch == ':' || ch == ';')
             return 0;
     }
-    for (size_t i = 0; i < h->vlen; i++)
-        if (h->value[i] == '\r' || h->value[i] == '\n' || h->value[i] == '\0')
-            return 0;
-    return 1;
+    /* memchr is vectorised: a Keystone token is a few hundred bytes */
+    return h->vlen == 0 || (memchr(h->value, '\r', h->vlen) == NULL &&
+                            memchr(h->value, '\n', h->vlen) == NULL &&
+                            memchr(h->value, '\0', h->vlen) == NULL);
 }
 
-static int header_copied(const mb_header *h, size_t n, size_t i)
+/* Whether the client sent a Connection header at all (most send none, or
+ * only "keep-alive"): then no header needs looking up in it. */
+static int has_connection(const mb_header *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h[i].nlen == 10 && strncasecmp(h[i].name, "Connection", 10) == 0)
+            return 1;
+    return 0;
+}
+
+static int header_copied(const mb_header *h, size_t n, size_t i, int conn)
 {
     return header_sendable(&h[i]) && !fwd_header_is_dropped(h[i].name, h[i].nlen)
-        && !named_by_connection(h, n, h[i].name, h[i].nlen);
+        && !(conn && named_by_connection(h, n, h[i].name, h[i].nlen));
 }
 
 /* Appends one line to the block: lines[k] points at text written at *pos. */
@@ -185,12 +196,16 @@ char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id,
     static const char accept[] = "Accept", accept_v[] = "application/json";
     static const char reqid[] = "X-Openstack-Request-Id";
     size_t nlines = 0, bytes = 0, k = 0;
-    int have_accept = 0;
+    int have_accept = 0, conn = has_connection(h, n);
+    unsigned char keep[128];   /* the decision per header, when there are few */
 
     if (request_id == NULL)
         request_id = "";
     for (size_t i = 0; i < n; i++) {
-        if (!header_copied(h, n, i))
+        int copied = header_copied(h, n, i, conn);
+        if (i < sizeof(keep))
+            keep[i] = (unsigned char)copied;
+        if (!copied)
             continue;
         nlines++;
         bytes += h[i].nlen + 2 + h[i].vlen + 1;
@@ -208,7 +223,7 @@ char **fwd_headers_build(const mb_header *h, size_t n, const char *request_id,
     char *pos = (char *)(lines + nlines + 1);
 
     for (size_t i = 0; i < n; i++)
-        if (header_copied(h, n, i))
+        if (i < sizeof(keep) ? keep[i] : header_copied(h, n, i, conn))
             put_line(lines, &k, &pos, h[i].name, h[i].nlen, h[i].value, h[i].vlen);
     put_line(lines, &k, &pos, reqid, sizeof(reqid) - 1, request_id, strlen(request_id));
     if (!have_accept)

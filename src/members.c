@@ -118,10 +118,18 @@ struct mb_exchange {
 /* ---- helpers ---------------------------------------------------------- */
 
 /* Percent-encodes every byte but the unreserved ones (RFC 3986: letters,
- * digits, "-._~"), by libevent. */
+ * digits, "-._~"), by libevent; an id made of those only (UUIDs, project
+ * ids: nearly all) is copied as it is. */
 static char *escape_id(const char *id)
 {
-    return evhttp_uriencode(id, (ev_ssize_t)strlen(id), 0);
+    size_t n = strlen(id);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c == '~'))
+            return evhttp_uriencode(id, (ev_ssize_t)n, 0);
+    }
+    return strdup(id);
 }
 
 static void exchange_free(mb_exchange *x)
@@ -183,16 +191,23 @@ static void finish_error(mb_exchange *x, int status, const char *message)
 
 /* Records how a call ended in o (xfer, status and, for failures, a message
  * from the upstream body or from the transport error). */
-static void outcome_set(mb_outcome *o, const mb_response *r)
+static void outcome_set_as(mb_outcome *o, const mb_response *r, int done)
 {
     o->xfer = r->xfer;
     o->http_status = r->xfer == XFER_HTTP ? r->status : 0;
     free(o->message);
     o->message = NULL;
+    if (done)
+        return;              /* a message is shown for failures only (aggregate.c) */
     if (r->xfer == XFER_HTTP)
         o->message = v2_error_message(r->body, r->body_len, ERROR_MESSAGE_MAX);
     else if (r->error && *r->error)
         o->message = strdup(r->error);
+}
+
+static void outcome_set(mb_outcome *o, const mb_response *r)
+{
+    outcome_set_as(o, r, 0);
 }
 
 /* Logs a failed upstream call with what was being done. */
@@ -385,8 +400,8 @@ static void on_member_call(const mb_response *r, void *arg)
         return;
     }
 
-    outcome_set(o, r);
     o->done = r->xfer == XFER_HTTP && aggregate_http_done(o->action, r->status);
+    outcome_set_as(o, r, o->done);
     count_call(x, o->done);
     if (stage == STAGE_ADD && r->xfer == XFER_HTTP && r->status == 403
         && x->env.conf->members.share_private_images && !j->reposted) {
@@ -511,8 +526,8 @@ static void on_accept(const mb_response *r, void *arg)
         job_accept(j);
         return;
     }
-    outcome_set(o, r);
     o->done = r->xfer == XFER_HTTP && aggregate_http_done(ACT_ACCEPT, r->status);
+    outcome_set_as(o, r, o->done);
     count_call(x, o->done);
     if (!o->done) {
         log_call_failure(x, "PUT member status accepted", o->member_id, r);

@@ -147,7 +147,22 @@ static void format_client(const struct sockaddr *sa, char *out, size_t outlen)
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
     }
-    snprintf(out, outlen, "%s:%d", host, port);
+    /* "host:port" without printf (this runs for every request) */
+    size_t hl = strlen(host);
+    char digits[6];
+    size_t d = sizeof(digits);
+    do {
+        digits[--d] = (char)('0' + port % 10);
+        port /= 10;
+    } while (port > 0 && d > 0);
+    if (hl + 1 + (sizeof(digits) - d) + 1 > outlen) {
+        snprintf(out, outlen, "%s", host);
+        return;
+    }
+    memcpy(out, host, hl);
+    out[hl] = ':';
+    memcpy(out + hl + 1, digits + d, sizeof(digits) - d);
+    out[hl + 1 + (sizeof(digits) - d)] = '\0';
 }
 
 static const char *conn_scheme(const evhtp_connection_t *conn)
@@ -741,8 +756,8 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
     err = framing_check(hs.h, hs.n, req->proto == EVHTP_PROTO_11 ? 1 : 0, &fr);
     if (err)
         return reply_and_close(r, 400, err);
-    if (route_parse(r->method, r->path, &r->route) == 0 && r->route.kind == ROUTE_OTHER
-        && r->route.op == OP_NONE) {
+    int routed = route_parse(r->method, r->path, &r->route);
+    if (routed == 0 && r->route.kind == ROUTE_OTHER && r->route.op == OP_NONE) {
         if (req->method == htp_method_GET && !fr.chunked && fr.content_length <= 0
             && (strcmp(r->path, "/") == 0 || strcmp(r->path, "/versions") == 0)) {
             char ip[INET6_ADDRSTRLEN];
@@ -757,7 +772,7 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
     if (fr.content_length > conf->server.max_body_bytes)
         return reply_and_close(r, 413, "request body larger than max_body_bytes");
 
-    if (route_parse(r->method, r->path, &r->route) != 0) {
+    if (routed != 0) {
         r->bad_route = 1;   /* answered 400 once the body is read */
         return EVHTP_RES_OK;
     }

@@ -150,7 +150,10 @@ static int body_append(mb_call *call, const char *data, size_t n)
         return -1;
     }
     if (call->len + n + 1 > call->cap) {
-        size_t cap = call->cap ? call->cap : 1024;
+        /* from 512: a member object fits, and the block stays in malloc's
+         * per-thread cache (1 KiB and up would make glibc consolidate its
+         * fast bins on every call) */
+        size_t cap = call->cap ? call->cap : 512;
         while (cap < call->len + n + 1)
             cap *= 2;
         char *b = realloc(call->buf, cap);
