@@ -76,6 +76,7 @@ struct h1_exchange {
     size_t                  len, sent;
     int                     head;
     int                     resent;      /* sent again after a reused connection died */
+    int                     delivered;   /* written whole on a connection that then failed */
     long long               deadline;    /* ms, monotonic */
     long                    timeout_ms;
     size_t                  received;    /* response bytes */
@@ -327,6 +328,8 @@ static void conn_fail(h1_conn *k, h1_result r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ex->err, sizeof(ex->err), fmt, ap);
     va_end(ap);
+    if (ex->len > 0 && ex->sent >= ex->len)
+        ex->delivered = 1;
     if (r == H1_CLOSED && reused && !ex->resent && ex->received == 0 && ex->taken == 0) {
         ex->resent = 1;
         log_debug("upstream: a pooled connection was closed by the server (%s); sending again", ex->err);
@@ -334,6 +337,11 @@ static void conn_fail(h1_conn *k, h1_result r, const char *fmt, ...)
             return;
     }
     ex_finish(ex, r, 0);
+}
+
+int h1_exchange_delivered(const h1_exchange *ex)
+{
+    return ex->delivered;
 }
 
 /* ---- the response ------------------------------------------------------------ */

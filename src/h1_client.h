@@ -122,6 +122,10 @@ void         h1_resume_upload(h1_exchange *ex);
 void         h1_pause_download(h1_exchange *ex);   /* may be called from on_body */
 void         h1_resume_download(h1_exchange *ex);
 void         h1_cancel(h1_exchange *ex);
+/* 1 when the whole request went out on a connection that then failed
+ * before its response (the exchange was sent again, or ends with that
+ * failure): the server may have acted on it. Valid inside on_done. */
+int          h1_exchange_delivered(const h1_exchange *ex);
 
 /* Connections open now, busy and idle (for tests). */
 size_t       h1_client_open_connections(const h1_client *c);

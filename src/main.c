@@ -235,8 +235,10 @@ out:
             event_free(sig[i]);
     if (a->exit_ev)
         event_free(a->exit_ev);
-    if (a->base)
+    if (a->base) {
+        run_pending_callbacks(a->base);  /* the admin connections' bufferevents */
         event_base_free(a->base);
+    }
     return rc;
 }
 

@@ -854,6 +854,16 @@ static void on_remove(const mb_response *r, void *arg)
         finish(x, 204, NULL, 0);
         return;
     }
+    if (r->xfer == XFER_HTTP && r->status == 404 && r->maybe_done) {
+        /* The DELETE reached the upstream on a connection lost before its
+         * answer and was sent again: the first one may have removed the
+         * member, so "not a member" would be a guess. Either way it is not
+         * a member now, which is what the client asked for. */
+        log_info("DELETE member %s: sent again after the connection was lost, the upstream "
+                 "now answers 404: counted as removed", x->member_id);
+        finish(x, 204, NULL, 0);
+        return;
+    }
     if (r->xfer == XFER_HTTP && r->status == 404) {
         finish_error(x, 404, "not a member of this image (or no such image)");
         return;

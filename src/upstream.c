@@ -68,6 +68,7 @@ struct mb_call {
     size_t              len, cap;
     int                 too_big;     /* response exceeded max_response_bytes */
     int                 attempts;
+    int                 maybe_done;   /* see mb_response.maybe_done */
     struct timespec     started;
     mb_response         resp;
     char                msg[384];    /* the error text of the last attempt */
@@ -240,6 +241,7 @@ static void call_complete(mb_call *call, mb_xfer xfer, int status, const char *e
     call->resp.error = xfer == XFER_HTTP ? "" : (error && *error ? error : "upstream call failed");
     call->resp.header = xfer == XFER_HTTP ? call->header_value : NULL;
     call->resp.attempts = call->attempts;
+    call->resp.maybe_done = call->maybe_done;
     call->resp.seconds = seconds_since(&call->started);
     metrics_upstream_call(call->method, call->resp.status, call->resp.seconds);
 
@@ -418,6 +420,8 @@ static void on_h1_done(void *arg, h1_result r, int status, const char *error)
     mb_call *call = arg;
     mb_xfer xfer;
 
+    if (call->ex && h1_exchange_delivered(call->ex))
+        call->maybe_done = 1;
     call->ex = NULL;
     if (r == H1_OK) {
         if (call->held_len > 0) {

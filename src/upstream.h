@@ -51,6 +51,10 @@ typedef struct {
     const char  *header;      /* the value of mb_request.want_header in the final
                                  response (trimmed), or NULL when absent */
     int          attempts;    /* 1 + retries made */
+    int          maybe_done;  /* the whole request reached the upstream on a connection
+                                 that failed before its answer (then retried, or this is
+                                 the failure): it may have acted on it, whatever the
+                                 status says (a retried DELETE answered 404) */
     double       seconds;     /* total time including retries */
 } mb_response;
 

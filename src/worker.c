@@ -186,6 +186,16 @@ static struct event_base *new_base(void)
     return base;
 }
 
+/* libevhtp's bufferevents defer their callbacks, and one freed while such
+ * a callback is pending (a client's bytes or EOF arrived in the loop pass
+ * that ended the loop) is released only when that callback has run:
+ * event_base_free would cancel it and the bufferevent would leak. */
+void run_pending_callbacks(struct event_base *base)
+{
+    for (int i = 0; i < 16 && event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) > 0; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
 mb_worker *worker_new(unsigned index, mb_settings *set)
 {
     mb_worker *w = calloc(1, sizeof(*w));
@@ -229,6 +239,9 @@ static void *worker_main(void *arg)
     event_base_dispatch(w->base);
     server_free(w->server);              /* closes connections, cancels their calls */
     w->server = NULL;
+    w->stopping = 1;                     /* on_command: no reload, no shutdown */
+    event_del(w->grace_ev);
+    run_pending_callbacks(w->base);
     w->exited(w->exited_arg);
     return NULL;
 }

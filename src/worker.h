@@ -11,6 +11,7 @@
 
 #include "settings.h"
 
+struct event_base;
 typedef struct mb_worker mb_worker;
 
 /* Builds worker `index` with settings `set` (it takes its own reference).
@@ -28,5 +29,9 @@ void       worker_reload(mb_worker *w, mb_settings *set);
 void       worker_stop(mb_worker *w);
 /* Waits for the thread (if started) and frees the worker. */
 void       worker_free(mb_worker *w);
+
+/* Runs the callbacks a loop that has ended still holds (deferred ones of
+ * freed bufferevents), so that event_base_free leaks nothing. */
+void       run_pending_callbacks(struct event_base *base);
 
 #endif

@@ -112,6 +112,7 @@ typedef struct {
     size_t  body_len;
     char    error[512];
     int     attempts;
+    int     maybe_done;
     double  seconds;
 } result;
 
@@ -136,6 +137,7 @@ static void on_done(const mb_response *resp, void *arg)
     r->body_len = resp->body_len;
     snprintf(r->error, sizeof(r->error), "%s", resp->error);
     r->attempts = resp->attempts;
+    r->maybe_done = resp->maybe_done;
     r->seconds = resp->seconds;
     n_done++;
 }
@@ -846,6 +848,9 @@ START_TEST(test_reused_connection_closed_is_resent)
         ck_assert_int_eq(R[i].status, 200);
         ck_assert_int_eq(R[i].attempts, 1);
         ck_assert_str_eq(R[i].body, "ok");
+        /* the later calls went whole onto a connection that then died:
+         * the server may have acted on them before it closed */
+        ck_assert_int_eq(R[i].maybe_done, i > 0);
     }
     ck_assert_int_eq(W.accepts, 3);      /* each later call found its pooled connection dead */
     ck_assert_int_eq(W.requests, 5);     /* 3 answered + 2 dropped */
@@ -879,6 +884,7 @@ START_TEST(test_refused_is_retried_then_unreachable)
     run_until_done(1, 3000);
     ck_assert_int_eq(R[0].xfer, XFER_UNREACHABLE);
     ck_assert_int_eq(R[0].attempts, 3);
+    ck_assert_int_eq(R[0].maybe_done, 0);   /* nothing was ever sent */
     ck_assert_msg(strstr(R[0].error, "Failed to connect to 127.0.0.1 port"), "error: %s", R[0].error);
     ck_assert_msg(strstr(R[0].error, "Connection refused"), "error: %s", R[0].error);
     ck_assert(R[0].seconds >= 0.14);      /* backoff 50 + 100 ms */
@@ -1322,6 +1328,7 @@ START_TEST(test_drop_after_request_is_retried)
     run_until_done(1, 3000);
     ck_assert_int_eq(R[0].xfer, XFER_UNREACHABLE);
     ck_assert_int_eq(R[0].attempts, 2);
+    ck_assert_int_eq(R[0].maybe_done, 1);   /* the server read it, then dropped it */
     ck_assert_int_eq(W.accepts, 2);
 }
 END_TEST
