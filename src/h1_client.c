@@ -38,6 +38,10 @@
 #include "log.h"
 
 #define READ_BUF 16384
+/* Bytes one connection may read in one pass of the loop before the others
+ * get their turn: a large answer must not hold up the worker's other calls
+ * and timers. */
+#define READ_BUDGET (16 * READ_BUF)
 
 typedef enum {
     C_RESOLVING,    /* waiting for evdns */
@@ -444,7 +448,7 @@ static void conn_read(h1_conn *k)
 
     if (k->ex && k->ex->down_paused)
         return;
-    for (;;) {
+    for (size_t total = 0;; ) {
         ssize_t n;
         if (k->ssl) {
             ERR_clear_error();
@@ -518,6 +522,11 @@ static void conn_read(h1_conn *k)
             return;          /* h1_pause_download took EV_READ away */
         if (!k->ssl && (size_t)n < READ_BUF)
             return;          /* the socket is drained; epoll says when there is more */
+        total += (size_t)n;
+        if (total >= READ_BUDGET) {
+            event_active(k->ev, EV_READ, 1);   /* the rest in the next pass (TLS may hold it) */
+            return;
+        }
     }
 }
 
