@@ -1,6 +1,7 @@
 /* framing: the request-framing checks of SPEC section 3 (RFC 9112 6.3):
  * a request whose body length could be read two ways is refused. */
 #include "framing.h"
+#include "hex.h"
 
 #include <string.h>
 #include <strings.h>
@@ -75,6 +76,16 @@ static int64_t parse_length(const char *v, size_t len)
     return n;
 }
 
+/* "chunked" as libevhtp's parser recognises it: exactly "chunked" or
+ * "Chunked" (it skips the spaces before a value and keeps anything after).
+ * Any other spelling ("CHUNKED", "chunked " with a trailing space, a tab
+ * before it) it reads as a request without a body, and the body as the
+ * next request: accepting those here would let the two disagree. */
+static int te_is_chunked(const char *v, size_t len)
+{
+    return len == 7 && (v[0] == 'c' || v[0] == 'C') && memcmp(v + 1, "hunked", 6) == 0;
+}
+
 /* Collects one header. Returns NULL or the refusal message. */
 static const char *note_header(const mb_header *h, framing_seen *s)
 {
@@ -129,8 +140,7 @@ const char *framing_check(const mb_header *h, size_t n, int http_minor, mb_frami
         /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing. */
         if (http_minor < 1)
             return "Transfer-Encoding in an HTTP/1.0 request";
-        trim_ows(&te, &te_len);
-        if (s.n_te > 1 || te_len != 7 || strncasecmp(te, "chunked", 7) != 0)
+        if (s.n_te > 1 || !te_is_chunked(te, te_len))
             return "Transfer-Encoding other than a lone chunked";
         out->chunked = 1;
         return NULL;
@@ -186,4 +196,68 @@ size_t framing_scan_headers(mb_header_scan *s, const char *d, size_t len, const 
         }
     }
     return 0;
+}
+
+enum { CH_SIZE_START = 0, CH_SIZE, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_LAST };
+
+/* One byte of a chunk-size line. Returns NULL or why it is refused. */
+static const char *chunk_size_byte(mb_chunk_scan *s, char ch)
+{
+    int v = hex_value(ch);
+    if (s->state == CH_SIZE && ch == '\r') {
+        s->state = CH_SIZE_LF;
+        return NULL;
+    }
+    if (v < 0)
+        return "malformed chunk size line (hex digits then CRLF; no chunk extensions)";
+    if (s->left > (uint64_t)(INT64_MAX - v) / 16)
+        return "chunk size too large";
+    s->left = s->left * 16 + (uint64_t)v;
+    s->state = CH_SIZE;
+    return NULL;
+}
+
+const char *framing_scan_chunked(mb_chunk_scan *s, const char *d, size_t len)
+{
+    size_t i = 0;
+    while (i < len && s->state != CH_LAST) {
+        char ch = d[i];
+        switch (s->state) {
+        case CH_SIZE_START:
+        case CH_SIZE: {
+            const char *why = chunk_size_byte(s, ch);
+            if (why)
+                return why;
+            i++;
+            break;
+        }
+        case CH_SIZE_LF:
+            if (ch != '\n')
+                return "malformed chunk size line (CR not followed by LF)";
+            s->state = s->left == 0 ? CH_LAST : CH_DATA;
+            i++;
+            break;
+        case CH_DATA: {
+            size_t n = len - i < s->left ? len - i : (size_t)s->left;
+            s->left -= n;
+            i += n;
+            if (s->left == 0)
+                s->state = CH_DATA_CR;
+            break;
+        }
+        case CH_DATA_CR:
+            if (ch != '\r')
+                return "chunk data not followed by CRLF";
+            s->state = CH_DATA_LF;
+            i++;
+            break;
+        default: /* CH_DATA_LF */
+            if (ch != '\n')
+                return "chunk data not followed by CRLF";
+            s->state = CH_SIZE_START;
+            i++;
+            break;
+        }
+    }
+    return NULL;
 }

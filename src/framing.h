@@ -21,7 +21,8 @@ typedef struct {
  * then closed). Refused: Content-Length together with Transfer-Encoding;
  * several Content-Length values that differ (identical repeats are accepted);
  * a Content-Length that is not all digits or overflows; any Transfer-Encoding
- * other than a lone "chunked" (case-insensitive); a header name that is
+ * other than a lone "chunked" spelt as libevhtp's parser reads it ("chunked"
+ * or "Chunked", nothing around it); a header name that is
  * empty or holds a byte that is not an RFC 7230 tchar (catches folded
  * lines and whitespace before the colon); CR, LF or NUL in a value;
  * HTTP/1.1 without Host, or several Host headers; Transfer-Encoding in an
@@ -42,5 +43,24 @@ typedef struct {
  * of the header block (the empty line) when it is in d, else 0. Returns 0
  * and sets *bad to a static message on the first refused byte. */
 size_t framing_scan_headers(mb_header_scan *s, const char *d, size_t len, const char **bad);
+
+/* A scanner of the raw bytes of a chunked request body (RFC 9112 7.1), in
+ * step with libevhtp's parser, for what that parser gets wrong: it adds up
+ * a chunk size in 64 bits without an overflow check, so "1" followed by
+ * sixteen hex digits reads as a small chunk and the bytes after it as the
+ * next request (request smuggling). Refused: a chunk size over INT64_MAX,
+ * and anything libevhtp would refuse anyway (a chunk-size line that is not
+ * hex digits then CR LF: no chunk extensions; chunk data not followed by
+ * CR LF), so that the two never disagree about where a chunk ends. Stops
+ * at the last chunk (size 0): the trailer section is the parser's. It
+ * keeps its state between chunks. */
+typedef struct {
+    int      state;   /* internal; zero-initialise = before the first chunk size */
+    uint64_t left;    /* the chunk size being read, then its data bytes still to come */
+} mb_chunk_scan;
+
+/* Scans d[0..len). Returns NULL, or a static message on the first refused
+ * byte (the state is then undefined). */
+const char *framing_scan_chunked(mb_chunk_scan *s, const char *d, size_t len);
 
 #endif

@@ -17,6 +17,7 @@
  * line ends included, of the response being read (interim ones start anew).
  */
 #include "h1_response.h"
+#include "hex.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -104,18 +105,6 @@ static int fail(h1_resp *p, const char *error)
 static int is_digit(char c)
 {
     return c >= '0' && c <= '9';
-}
-
-/* The value of a hex digit, or -1. */
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* RFC 9110 5.6.2 tchar. */

@@ -107,8 +107,16 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short events, void *arg)
 {
     (void)bev;
-    (void)events;   /* EOF, error or timeout: the client is done */
-    lingerer_free(arg);
+    /* A timeout here is stale: libevhtp's read timeout (client_timeout) fired
+     * in the same loop pass as the server's request deadline that took the
+     * connection over, and its deferred event callback arrives now, with
+     * ours. The lingerer's own deadline bounds the linger; freeing here
+     * would close the socket before the reply (a 408) was written. */
+    if (events & BEV_EVENT_TIMEOUT) {
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+        return;
+    }
+    lingerer_free(arg);   /* EOF or error: the client is done */
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -144,7 +152,7 @@ void linger_close(struct bufferevent *bev, const char *reply, size_t len,
     /* what evhtp already read but did not parse is discarded too */
     evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
     bufferevent_setcb(bev, on_read, on_write, on_event, l);
-    bufferevent_set_timeouts(bev, &tv, &tv);
+    bufferevent_set_timeouts(bev, NULL, NULL);   /* l->deadline bounds it all */
     if (len > 0)
         bufferevent_write(bev, reply, len);
     else

@@ -1,5 +1,6 @@
 /* route: the v1 membership routes and id validation (SPEC section 1). */
 #include "route.h"
+#include "hex.h"
 #include "utf8.h"
 
 #include <string.h>
@@ -58,24 +59,13 @@ static const char *const id_errors[2][ERR_COUNT] = {
     },
 };
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* 1 when every '%' in src[0..len) starts a two-hex-digit escape. */
 static int escapes_ok(const char *src, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         if (src[i] != '%')
             continue;
-        if (len - i < 3 || hexval(src[i + 1]) < 0 || hexval(src[i + 2]) < 0)
+        if (len - i < 3 || hex_value(src[i + 1]) < 0 || hex_value(src[i + 2]) < 0)
             return 0;
         i += 2;
     }
@@ -92,7 +82,7 @@ long pct_decode(const char *src, size_t len, char *dst, size_t dstcap)
         int ch = (unsigned char)src[i];
         if (ch == '%') {
             int hi, lo;
-            if (len - i < 3 || (hi = hexval(src[i + 1])) < 0 || (lo = hexval(src[i + 2])) < 0)
+            if (len - i < 3 || (hi = hex_value(src[i + 1])) < 0 || (lo = hex_value(src[i + 2])) < 0)
                 return -1;
             ch = hi << 4 | lo;
             i += 2;

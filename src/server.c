@@ -12,7 +12,11 @@
  *   the reply;
  * - every reply is sent while the request is paused, then resumed, so
  *   pipelined requests are answered in order;
- * - its max-body-size is not used (it drops the connection without a 413).
+ * - its max-body-size is not used (it drops the connection without a 413);
+ * - its parser adds up chunk sizes without an overflow check: the guard
+ *   checks each chunk-size line before the parser sees it (run_chunked);
+ * - libevent retries a failing accept() (EMFILE) in a busy loop: the
+ *   listener pauses instead (on_accept_error).
  */
 #include "server.h"
 
@@ -26,6 +30,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <event2/listener.h>
 #include <evhtp/evhtp.h>
 #include <openssl/ssl.h>
 
@@ -48,6 +53,7 @@
 #define LINGER_SECONDS     5
 #define LINGER_MAX_BYTES   (64u << 20)
 #define BACKLOG            1024
+#define ACCEPT_PAUSE_MS    250    /* accept() out of descriptors: try again after */
 #define CAN_SHARE_WARNING  "299 memberbridge \"can_share is not supported by Image API v2 and was ignored\""
 
 /* One per open connection: for closing them all at shutdown, and for the
@@ -66,6 +72,8 @@ typedef struct conn_node {
     const char         *refuse_why;
     char               *held;        /* a partial request line, not yet parsed */
     size_t              held_len;
+    int                 in_chunked;  /* a chunked body is being read ... */
+    mb_chunk_scan       chunk;       /* ... and where it stands */
 } conn_node;
 
 /* The settings a request runs with, and the upstream clients made for them.
@@ -96,6 +104,8 @@ struct mb_server {
     void             (*drained)(void *arg);
     void              *drained_arg;
     struct event      *drain_ev;
+    struct event      *accept_resume;  /* re-enables the listener after an accept error */
+    int                accept_failing; /* logged once until a connection is accepted again */
 };
 
 typedef struct mb_req {
@@ -589,6 +599,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     r->complete = 1;
     r->node->in_request_line = 1;     /* what follows is the next request */
     r->node->in_headers = 0;
+    r->node->in_chunked = 0;
     evtimer_del(r->node->deadline);   /* the request has arrived in time */
     evhtp_request_pause(req);
 
@@ -756,6 +767,8 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *headers, void
     err = framing_check(hs.h, hs.n, req->proto == EVHTP_PROTO_11 ? 1 : 0, &fr);
     if (err)
         return reply_and_close(r, 400, err);
+    node->in_chunked = fr.chunked;    /* its chunk sizes are checked by the guard */
+    memset(&node->chunk, 0, sizeof(node->chunk));
     int routed = route_parse(r->method, r->path, &r->route);
     if (routed == 0 && r->route.kind == ROUTE_OTHER && r->route.op == OP_NONE) {
         if (req->method == htp_method_GET && !fr.chunked && fr.content_length <= 0
@@ -952,6 +965,10 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
 {
     mb_server *s = arg;
     conn_node *n;
+    if (s->accept_failing) {
+        s->accept_failing = 0;
+        log_info("accepting connections again");
+    }
     if (s->shutting_down || (n = calloc(1, sizeof(*n))) == NULL)
         return EVHTP_RES_ERROR;
     if ((n->deadline = evtimer_new(s->base, on_deadline, n)) == NULL) {
@@ -1047,16 +1064,59 @@ static size_t guard_refuse(conn_node *n, int status, const char *why, htparser_r
     return len;
 }
 
-/* Scans header-block bytes; -1 when refused (why set). */
-static int guard_scan(conn_node *n, const char *d, size_t len, const char **why)
+/* Scans header-block bytes; -1 when refused (why set). *head_end is the
+ * offset just past the header block when it ends in d, else 0. */
+static int guard_scan(conn_node *n, const char *d, size_t len, const char **why,
+                      size_t *head_end)
 {
-    if (framing_scan_headers(&n->scan, d, len, why) > 0)
+    *head_end = framing_scan_headers(&n->scan, d, len, why);
+    if (*head_end > 0)
         n->in_headers = 0;
     return *why ? -1 : 0;
 }
 
 static htparser_run_fn real_run;
 static pthread_once_t real_run_once = PTHREAD_ONCE_INIT;
+
+/* Bytes of a chunked body: its chunk-size lines are checked before the
+ * parser sees them (framing_scan_chunked: libevhtp would wrap an oversized
+ * chunk size and read the rest as the next request). The scan state moves
+ * on by what the parser consumed, which is less than len when it paused. */
+static size_t run_chunked(conn_node *n, htparser *p, htparse_hooks *hooks,
+                          const char *data, size_t len)
+{
+    mb_chunk_scan before = n->chunk, ahead = n->chunk;
+    const char *why = framing_scan_chunked(&ahead, data, len);
+    if (why)
+        return guard_refuse(n, 400, why, real_run, p, hooks, data, len);
+    size_t done = real_run(p, hooks, data, len);
+    if (node_of_parser(p) != n)
+        return done;                    /* taken over by a hook: n is gone */
+    if (done == len) {
+        n->chunk = ahead;
+    } else {
+        n->chunk = before;
+        (void)framing_scan_chunked(&n->chunk, data, done);
+    }
+    return done;
+}
+
+/* Runs the parser on buf[0..total) whose header block ends at head_end (0:
+ * not in buf). A chunked body that follows in the same buffer goes through
+ * run_chunked: on_headers, run first, says whether the body is chunked. */
+static size_t run_headers(conn_node *n, htparser *p, htparse_hooks *hooks,
+                          const char *buf, size_t total, size_t head_end)
+{
+    if (head_end == 0 || head_end >= total)
+        return real_run(p, hooks, buf, total);
+    size_t done = real_run(p, hooks, buf, head_end);
+    if (done < head_end || htparser_get_error(p) != htparse_error_none
+        || node_of_parser(p) != n)
+        return done;                    /* paused, refused or taken over */
+    if (n->in_chunked)
+        return done + run_chunked(n, p, hooks, buf + done, total - done);
+    return done + real_run(p, hooks, buf + done, total - done);
+}
 
 static void find_real_run(void)
 {
@@ -1077,12 +1137,15 @@ size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t 
         real_run(p, hooks, data, 0);
         return len;                                   /* discarded: the refusal is on its way */
     }
+    if (n && n->in_chunked && !n->in_request_line && !n->in_headers)
+        return run_chunked(n, p, hooks, data, len);
     if (n == NULL || (!n->in_request_line && !n->in_headers))
         return real_run(p, hooks, data, len);
     if (n->in_headers) {
-        if (guard_scan(n, data, len, &why) != 0)
+        size_t head_end;
+        if (guard_scan(n, data, len, &why, &head_end) != 0)
             return guard_refuse(n, 400, why, real_run, p, hooks, data, len);
-        return real_run(p, hooks, data, len);
+        return run_headers(n, p, hooks, data, len, head_end);
     }
 
     /* Empty lines before a request line are ignored (RFC 9112 2.2); libevhtp
@@ -1139,19 +1202,51 @@ size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t 
     void *conn = htparser_get_userdata(p);
     htparser_init(p, htp_type_request);
     htparser_set_userdata(p, conn);
-    if (guard_scan(n, buf + line_end, total - line_end, &why) != 0)
+    size_t head_end;
+    if (guard_scan(n, buf + line_end, total - line_end, &why, &head_end) != 0)
         return guard_refuse(n, 400, why, real_run, p, hooks, data, len) + skip;
     /* The hooks may free n (a reply that closes the connection): take the
      * held bytes off it first, and touch n no more. */
     char *own = held > 0 ? n->held : NULL;
     n->held = NULL;
     n->held_len = 0;
-    done = real_run(p, hooks, buf, total);
+    done = run_headers(n, p, hooks, buf, total, head_end ? line_end + head_end : 0);
     free(own);
     return (done >= held ? done - held : 0) + skip;
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
+
+/* accept() failed with an error that is not transient (EMFILE, ENFILE,
+ * ENOBUFS...): the connection stays in the backlog and the listening socket
+ * stays readable, so libevent would call accept() again at once, in a busy
+ * loop that logs a warning each time. Stop listening for a moment instead;
+ * the connections already open go on being served and, as they close,
+ * free descriptors for the waiting ones. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    evhtp_t *htp = arg;
+    mb_server *s = htp->arg;
+    static const struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };
+    int err = EVUTIL_SOCKET_ERROR();
+
+    evconnlistener_disable(lev);
+    evtimer_add(s->accept_resume, &pause);
+    if (!s->accept_failing) {
+        s->accept_failing = 1;
+        log_warning("cannot accept connections: %s; trying again every %d ms",
+                    evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+    }
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    mb_server *s = arg;
+    (void)fd;
+    (void)what;
+    if (!s->shutting_down && s->htp->server)
+        evconnlistener_enable(s->htp->server);
+}
 
 static void on_drained(evutil_socket_t fd, short what, void *arg)
 {
@@ -1170,9 +1265,11 @@ mb_server *server_new(struct event_base *base, unsigned worker, const mb_server_
         return NULL;
     s->base = base;
     s->worker = worker;
-    s->htp = evhtp_new(base, NULL);
+    s->htp = evhtp_new(base, s);        /* htp->arg: for on_accept_error */
     s->drain_ev = event_new(base, -1, 0, on_drained, s);
-    if (s->htp == NULL || s->drain_ev == NULL || (s->cur = profile_new(s, p)) == NULL) {
+    s->accept_resume = evtimer_new(base, on_accept_resume, s);
+    if (s->htp == NULL || s->drain_ev == NULL || s->accept_resume == NULL
+        || (s->cur = profile_new(s, p)) == NULL) {
         server_free(s);
         return NULL;
     }
@@ -1220,6 +1317,7 @@ int server_listen(mb_server *s)
         log_error("cannot listen on %s: %m", c->server.listen);
         return -1;
     }
+    evconnlistener_set_error_cb(s->htp->server, on_accept_error);
     return 0;
 }
 
@@ -1229,6 +1327,7 @@ void server_shutdown(mb_server *s, void (*drained)(void *arg), void *arg)
     s->drained = drained;
     s->drained_arg = arg;
     evhtp_unbind_socket(s->htp);
+    event_del(s->accept_resume);
     log_info("shutting down: %zu request%s in flight", s->in_flight, s->in_flight == 1 ? "" : "s");
     event_active(s->drain_ev, EV_TIMEOUT, 1);
 }
@@ -1284,6 +1383,8 @@ void server_free(mb_server *s)
     }
     if (s->drain_ev)
         event_free(s->drain_ev);
+    if (s->accept_resume)
+        event_free(s->accept_resume);
     while (s->profiles)
         profile_free(s->profiles);
     free(s);

@@ -20,10 +20,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import badupstream  # noqa: E402  (the scripted upstream; its parsing helpers)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -213,7 +217,11 @@ def make_workdir(name):
 class PKI:
     """A test CA, a server certificate for 127.0.0.1/localhost signed by it,
     one for a wrong host name (wrong.example only), and a second, unrelated
-    CA. All ECDSA P-256."""
+    CA. All ECDSA P-256.
+
+    For the TLS faults (made on first use, see tls_faults()): certificates
+    for 127.0.0.1 that are expired, self-signed, or signed by the unrelated
+    CA, and a client certificate (clientAuth) signed by the test CA."""
 
     def __init__(self, workdir=None):
         self.dir = Path(workdir) if workdir else make_workdir("pki")
@@ -224,6 +232,31 @@ class PKI:
             "server", "127.0.0.1", "IP:127.0.0.1,DNS:localhost")
         self.wrong_cert, self.wrong_key = self._leaf(
             "wrong", "wrong.example", "DNS:wrong.example")
+        self._faulty = None
+
+    LOCAL_SAN = "IP:127.0.0.1,DNS:localhost"
+
+    def tls_faults(self):
+        """{name: (cert, key)} of server certificates the gateway must refuse
+        for https://127.0.0.1: "expired", "self_signed", "wrong_host",
+        "unknown_ca"; made once."""
+        if self._faulty is None:
+            self._faulty = {
+                "expired": self._expired_leaf("expired", "127.0.0.1"),
+                "self_signed": self._self_signed("self-signed", "127.0.0.1", self.LOCAL_SAN),
+                "wrong_host": (self.wrong_cert, self.wrong_key),
+                "unknown_ca": self._leaf("unknown-ca", "127.0.0.1", self.LOCAL_SAN,
+                                         ca=(self.other_ca_cert, self.other_ca_key)),
+            }
+        return self._faulty
+
+    @property
+    def client_cert(self):
+        """(cert, key): a client certificate signed by the test CA."""
+        if not (self.dir / "client.pem").exists():
+            self._leaf("client", "memberbridge-gateway", "DNS:memberbridge-gateway",
+                       usage="clientAuth")
+        return self.dir / "client.pem", self.dir / "client.key"
 
     def _run(self, *args):
         r = subprocess.run([OPENSSL, *args], cwd=self.dir, capture_output=True, text=True)
@@ -239,22 +272,69 @@ class PKI:
                   "-addext", "keyUsage=critical,keyCertSign,cRLSign")
         return cert, key
 
-    def _leaf(self, name, cn, san):
+    def _leaf(self, name, cn, san, ca=None, usage="serverAuth"):
+        """A certificate signed by ca ((cert, key), default the test CA)."""
+        ca_cert, ca_key = ca or (self.ca_cert, self.ca_key)
         cert, key = self.dir / (name + ".pem"), self.dir / (name + ".key")
         csr, ext = self.dir / (name + ".csr"), self.dir / (name + ".ext")
         ext.write_text(
             "basicConstraints=critical,CA:FALSE\n"
             "keyUsage=critical,digitalSignature\n"
-            "extendedKeyUsage=serverAuth\n"
+            "extendedKeyUsage=%s\n"
             "subjectKeyIdentifier=hash\n"
             "authorityKeyIdentifier=keyid,issuer\n"
-            "subjectAltName=%s\n" % san)
+            "subjectAltName=%s\n" % (usage, san))
         self._run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                   "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=" + cn)
-        self._run("x509", "-req", "-in", str(csr), "-CA", str(self.ca_cert),
-                  "-CAkey", str(self.ca_key), "-CAcreateserial", "-days", "3",
+        self._run("x509", "-req", "-in", str(csr), "-CA", str(ca_cert),
+                  "-CAkey", str(ca_key), "-CAcreateserial", "-days", "3",
                   "-out", str(cert), "-extfile", str(ext))
         return cert, key
+
+    def _self_signed(self, name, cn, san):
+        """A leaf (CA:FALSE) that signs itself."""
+        cert, key = self.dir / (name + ".pem"), self.dir / (name + ".key")
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "3",
+                  "-subj", "/CN=" + cn, "-addext", "basicConstraints=critical,CA:FALSE",
+                  "-addext", "extendedKeyUsage=serverAuth", "-addext", "subjectAltName=" + san)
+        return cert, key
+
+    def _expired_leaf(self, name, cn):
+        """A certificate for 127.0.0.1 signed by the test CA that expired
+        a day ago (valid from 10 days ago). The openssl CLI of OpenSSL 3.0
+        cannot backdate one, so python3-cryptography signs it."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+        import datetime
+        import ipaddress
+
+        ca_cert = x509.load_pem_x509_certificate(Path(self.ca_cert).read_bytes())
+        ca_key = serialization.load_pem_private_key(Path(self.ca_key).read_bytes(), None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                .issuer_name(ca_cert.subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=10))
+                .not_valid_after(now - datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                               critical=False)
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address(cn)), x509.DNSName("localhost")]),
+                    critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        cert_path, key_path = self.dir / (name + ".pem"), self.dir / (name + ".key")
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert_path, key_path
 
 
 # --------------------------------------------------------------------------
@@ -642,18 +722,27 @@ http {{
 class BadUpstream:
     """tests/e2e/badupstream.py in the given mode; optional TLS."""
 
-    def __init__(self, mode, cert=None, key=None, workdir=None, delay=None, rules=None):
-        """rules: for mode "rules", the list of rules (see badupstream.py);
-        set_rules() changes them while it runs."""
+    def __init__(self, mode, cert=None, key=None, workdir=None, delay=None, rules=None,
+                 upstream=None, upstream_ca=None):
+        """rules: for mode "rules" or "relay", the list of rules (see
+        badupstream.py); set_rules() changes them while it runs, and
+        set_faults() also refuses connections or changes the certificate.
+        upstream, upstream_ca: for mode "relay", the real upstream's URL
+        (an object with .url will do) and the CA to verify it with."""
         self.mode = mode
         self.dir = Path(workdir) if workdir else make_workdir("bad-" + mode)
         self.events = self.dir / "events.log"
         self.rules_path = self.dir / "rules.json"
+        self.generation = 0
         argv = [PYTHON, "-u", HERE / "badupstream.py", "--mode", mode,
                 "--events", self.events]
-        if mode == "rules":
+        if mode in ("rules", "relay"):
             self.set_rules(rules or [])
             argv += ["--rules", self.rules_path]
+        if upstream is not None:
+            argv += ["--upstream", upstream if isinstance(upstream, str) else upstream.url]
+            if upstream_ca:
+                argv += ["--upstream-ca", upstream_ca]
         if cert:
             argv += ["--cert", cert, "--key", key]
         if delay is not None:
@@ -685,9 +774,62 @@ class BadUpstream:
         tmp.write_text(json.dumps(rules))
         os.replace(tmp, self.rules_path)
 
-    def connections(self):
-        """How many connections it accepted so far."""
-        return sum(1 for line in read_text(self.events).splitlines() if line.startswith("accept"))
+    def set_faults(self, rules=(), refuse=False, tls=None, timeout=10):
+        """Replaces the rules, and with refuse=True closes its port (nothing
+        listening), with tls={"cert", "key", "client_ca"?} serves that
+        certificate (and requires a client certificate signed by client_ca);
+        its open connections are closed when either changes. Returns once
+        it has applied them."""
+        self.generation += 1
+        tmp = self.rules_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"generation": self.generation, "rules": list(rules),
+                                   "refuse": refuse, "tls": tls}))
+        os.replace(tmp, self.rules_path)
+        mark = "state %d" % self.generation
+        wait_until(lambda: mark in read_text(self.events).splitlines(), timeout,
+                   what="badupstream to apply " + mark)
+
+    def events_size(self):
+        """The length of the events so far: an offset for request_log()."""
+        return len(read_text(self.events))
+
+    def request_log(self, since=0):
+        """The requests received after offset since, in order: dicts with
+        conn, method, path, body (text, may be cut), member (what the
+        request is about: a POST's "member" or the path's /members/M),
+        first (the first request on its connection), and fault / forwarded
+        (what was done with it: a fault's name, the real upstream's status)."""
+        text = read_text(self.events)
+        out, seen, latest = [], set(), {}
+        offset = 0
+        for line in text.splitlines(keepends=True):
+            start, offset = offset, offset + len(line)
+            parts = line.rstrip("\n").split(" ", 3)
+            if parts[0] == "request" and len(parts) >= 4:
+                conn = parts[1]
+                rec = {"conn": conn, "method": parts[2], "path": parts[3], "body": "",
+                       "first": conn not in seen, "fault": None, "forwarded": None}
+                seen.add(conn)
+                latest[conn] = rec
+                if start >= since:
+                    out.append(rec)
+            elif parts[0] in ("body", "fault", "forwarded") and parts[1] in latest:
+                rec = latest[parts[1]]
+                rest = line.rstrip("\n").split(" ", 2)[2]
+                if parts[0] == "body":
+                    rec["body"] = rest
+                elif parts[0] == "fault":
+                    rec["fault"] = rest
+                else:
+                    rec["forwarded"] = int(rest.rsplit(" ", 1)[1])
+        for rec in out:
+            rec["member"] = badupstream.request_member(rec["method"], rec["path"], rec["body"])
+        return out
+
+    def connections(self, since=0):
+        """How many connections it accepted so far (after offset since)."""
+        text = read_text(self.events)[since:]
+        return sum(1 for line in text.splitlines() if line.startswith("accept"))
 
     def requests_seen(self):
         return [line for line in read_text(self.events).splitlines() if line.startswith("request")]

@@ -119,6 +119,8 @@ START_TEST(bad_transfer_encodings)
     static const char *const vals[] = {
         "gzip, chunked", "chunked, gzip", "gzip", "identity", "chunked;x=1",
         "chunkedx", "", "chunked, chunked",
+        /* libevhtp reads these as no body at all: a desync if accepted */
+        "CHUNKED", "chunKed", "chunked ", "\tchunked", "chunked\t",
     };
     for (size_t i = 0; i < N(vals); i++) {
         mb_header h[] = { { "Host", 4, "gw", 2 }, { "Transfer-Encoding", 17, vals[i], strlen(vals[i]) } };
@@ -247,6 +249,75 @@ START_TEST(scan_refusals)
 END_TEST
 
 
+/* A chunked body scanned in pieces of every size gives the same answer. */
+static void chunked_all_pieces(const char *body, size_t len, const char *want_bad)
+{
+    for (size_t piece = 1; piece <= len; piece++) {
+        mb_chunk_scan sc = {0};
+        const char *bad = NULL;
+        for (size_t off = 0; off < len && bad == NULL; off += piece) {
+            size_t n = len - off < piece ? len - off : piece;
+            bad = framing_scan_chunked(&sc, body + off, n);
+        }
+        if (want_bad) {
+            ck_assert_msg(bad != NULL, "piece %zu: %s not refused", piece, want_bad);
+            ck_assert_str_eq(bad, want_bad);
+        } else {
+            ck_assert_msg(bad == NULL, "piece %zu: refused: %s", piece, bad);
+        }
+    }
+}
+
+START_TEST(scan_chunked_bodies)
+{
+    static const char ok[] = "5\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n";
+    chunked_all_pieces(ok, sizeof(ok) - 1, NULL);
+    /* the largest size that fits (its data never comes), leading zeros */
+    static const char big[] = "7fffffffffffffff\r\nab";
+    chunked_all_pieces(big, sizeof(big) - 1, NULL);
+    static const char zeros[] = "00000000000000000000005\r\nhello\r\n0\r\n\r\n";
+    chunked_all_pieces(zeros, sizeof(zeros) - 1, NULL);
+    /* after the last chunk: the trailer section (and anything) is not looked at */
+    static const char trailer[] = "0\r\nX-T: 1\r\n\r\n\0garbage";
+    chunked_all_pieces(trailer, sizeof(trailer) - 1, NULL);
+    /* chunk data may hold anything, a "size line" included */
+    static const char data[] = "15\r\n\r\n10000000000000005\r\n\r\n0\r\n\r\n";
+    chunked_all_pieces(data, sizeof(data) - 1, NULL);
+}
+END_TEST
+
+START_TEST(scan_chunked_refusals)
+{
+    /* 2^64 + 5 wraps to 5 in libevhtp: the smuggling case */
+    static const char wrap[] = "10000000000000005\r\nhello\r\n0\r\n\r\n";
+    chunked_all_pieces(wrap, sizeof(wrap) - 1, "chunk size too large");
+    static const char ffff[] = "ffffffffffffffffff\r\n";
+    chunked_all_pieces(ffff, sizeof(ffff) - 1, "chunk size too large");
+    static const char over[] = "8000000000000000\r\n";
+    chunked_all_pieces(over, sizeof(over) - 1, "chunk size too large");
+    const char *line = "malformed chunk size line (hex digits then CRLF; no chunk extensions)";
+    static const char ext[] = "5;a=b\r\nhello\r\n0\r\n\r\n";
+    chunked_all_pieces(ext, sizeof(ext) - 1, line);
+    static const char neg[] = "-5\r\nhello\r\n";
+    chunked_all_pieces(neg, sizeof(neg) - 1, line);
+    static const char empty[] = "\r\nhello\r\n";
+    chunked_all_pieces(empty, sizeof(empty) - 1, line);
+    static const char space[] = "5 \r\nhello\r\n";
+    chunked_all_pieces(space, sizeof(space) - 1, line);
+    static const char bare_cr[] = "5\rhello\r\n";
+    chunked_all_pieces(bare_cr, sizeof(bare_cr) - 1,
+                       "malformed chunk size line (CR not followed by LF)");
+    static const char long_data[] = "3\r\nhello\r\n";
+    chunked_all_pieces(long_data, sizeof(long_data) - 1, "chunk data not followed by CRLF");
+    static const char lf_only[] = "5\r\nhello\n0\r\n\r\n";
+    chunked_all_pieces(lf_only, sizeof(lf_only) - 1, "chunk data not followed by CRLF");
+    /* the second size line, after a good chunk */
+    static const char second[] = "5\r\nhello\r\n1ffffffffffffffff\r\n";
+    chunked_all_pieces(second, sizeof(second) - 1, "chunk size too large");
+}
+END_TEST
+
+
 static Suite *framing_suite(void)
 {
     Suite *s = suite_create("framing");
@@ -266,6 +337,8 @@ static Suite *framing_suite(void)
     tcase_add_test(tc, bad_header_values);
     tcase_add_test(tc, scan_header_blocks);
     tcase_add_test(tc, scan_refusals);
+    tcase_add_test(tc, scan_chunked_bodies);
+    tcase_add_test(tc, scan_chunked_refusals);
     suite_add_tcase(s, tc);
     return s;
 }
