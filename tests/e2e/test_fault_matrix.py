@@ -426,3 +426,26 @@ def test_client_certificate_when_the_upstream_requires_one(fault_gateway, relay,
              if line.startswith("peer ")]
     assert peers and all("memberbridge-gateway" in p for p in peers), peers
     relay.set_faults()
+
+
+def test_single_delete_retried_after_a_lost_answer_is_204(fault_gateway, relay, glance, owner):
+    # The DELETE reaches Glance (the member is removed), then its answer is
+    # reset before any byte: the gateway sends it again and Glance now says
+    # 404. The member was removed and is not a member: 204, not the 404 a
+    # never-member gets (found by scripts/soak.py).
+    image = glance.create_image(owner, "shared")
+    m, never = unique("m"), unique("never")
+    glance.add_v2_member(image, owner, m)
+    relay.set_faults(rules=[{"members": [m], "method": "DELETE", "when": "after",
+                             "fault": "reset", "times": 1}])
+    since = relay.events_size()
+    r = v1(fault_gateway.url, "DELETE", "/v1/images/%s/members/%s" % (image, m), owner)
+    assert r.status_code == 204, r.text
+    assert glance.v2_members(image, owner) == set()
+    calls = [x for x in relay.request_log(since) if x["method"] == "DELETE"]
+    assert len(calls) == 2, calls                 # the first (done, answer lost) and the resend
+    assert "counted as removed" in fault_gateway.stderr_text()
+    # no fault, no resend: a DELETE of a non-member is still 404
+    relay.set_faults()
+    r = v1(fault_gateway.url, "DELETE", "/v1/images/%s/members/%s" % (image, never), owner)
+    assert r.status_code == 404, r.text
