@@ -532,6 +532,25 @@ static void conn_read(h1_conn *k)
 
 /* ---- the request --------------------------------------------------------------- */
 
+/* The first write on a new TLS 1.3 connection failed: the server may have
+ * refused the handshake after ours was done (a client certificate it
+ * requires or does not accept), and its alert then waits unread while the
+ * write meets its close. 1 (and the alert's text in buf) when a read finds
+ * one, so that the failure is reported as TLS, not retried as a lost
+ * connection. */
+static int pending_alert(h1_conn *k, char *buf, size_t len)
+{
+    char scratch[256];
+    ERR_clear_error();
+    int r = SSL_read(k->ssl, scratch, sizeof(scratch));
+    if (r > 0 || SSL_get_error(k->ssl, r) != SSL_ERROR_SSL) {
+        ERR_clear_error();
+        return 0;
+    }
+    ssl_err_text(buf, len);
+    return buf[0] != '\0';
+}
+
 #define UBUF_SIZE  16384
 #define CHUNK_ROOM 16            /* "%zx\r\n" before a chunk's data */
 
@@ -640,6 +659,10 @@ static int conn_write(h1_conn *k)
                 }
                 int sys = errno;
                 const char *t = ssl_err_text(ebuf, sizeof(ebuf));
+                if (e != SSL_ERROR_SSL && !k->reused && pending_alert(k, ebuf, sizeof(ebuf))) {
+                    conn_fail(k, H1_TLS_FAILED, "TLS error from %s port %d: %s", c->host, c->port, ebuf);
+                    return -1;
+                }
                 conn_fail(k, e == SSL_ERROR_SSL ? H1_TLS_FAILED : H1_CLOSED,
                           "sending to %s port %d failed: %s", c->host, c->port,
                           *t ? t : strerror(sys ? sys : EPIPE));
