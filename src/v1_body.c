@@ -12,6 +12,7 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+#include "json_surrogates.h"
 #include "route.h"
 
 /* What an open container is. */
@@ -42,6 +43,7 @@ struct v1_body {
     size_t       max_members;
     char        *path_member;     /* ADD only, NULL when none */
     yajl_handle  yajl;
+    json_surrogates escapes;      /* \u escapes yajl would turn into '?' */
     mb_strset   *members;
     frame_kind   frames[V1_BODY_MAX_DEPTH];   /* frames[0..depth) are open */
     size_t       depth;
@@ -389,6 +391,11 @@ int v1_body_feed(v1_body *b, const unsigned char *buf, size_t len)
         return 0;
     for (size_t i = 0; !b->seen_text && i < len; i++)
         b->seen_text = !json_ws(buf[i]);
+    const char *why = json_surrogates_scan(&b->escapes, buf, len);
+    if (why) {
+        fail(b, 400, "%s", why);
+        return -1;
+    }
     return check_yajl(b, yajl_parse(b->yajl, buf, len));
 }
 

@@ -171,6 +171,25 @@ static const golden cases[] = {
       0, 0, NULL, { "a", "b" } },
     { "replace array top-level", REP, 10, NULL, "[{\"member_id\":\"a\"}]",
       400, 0, "body must be a JSON object", { NULL } },
+    /* ---- \u escapes that are not UTF-16 (yajl would make '?' of a lone high one) ---- */
+    { "lone high surrogate in an id", ADD, 10, "p", "{\"members\":[{\"member_id\":\"a\\ud800b\"}]}",
+      400, 0, "high surrogate without its low one", { NULL } },
+    { "lone high surrogate at the end of an id", ADD, 10, "p", "{\"members\":[{\"member_id\":\"a\\uDBFF\"}]}",
+      400, 0, "high surrogate without its low one", { NULL } },
+    { "high surrogate then another escape", ADD, 10, "p",
+      "{\"members\":[{\"member_id\":\"a\\ud800\\u0041\"}]}", 400, 0, "high surrogate", { NULL } },
+    { "high surrogate then another escape kind", ADD, 10, "p",
+      "{\"members\":[{\"member_id\":\"a\\ud800\\n\"}]}", 400, 0, "high surrogate", { NULL } },
+    { "two high surrogates", REP, 10, NULL,
+      "{\"memberships\":[{\"member_id\":\"\\ud800\\ud800\"}]}", 400, 0, "high surrogate", { NULL } },
+    { "lone low surrogate", REP, 10, NULL, "{\"memberships\":[{\"member_id\":\"x\\udc00\"}]}",
+      400, 0, "low surrogate without a high one", { NULL } },
+    { "lone surrogate in an ignored key", ADD, 10, "p", "{\"x\\ud800\":1}",
+      400, 0, "high surrogate", { NULL } },
+    { "escaped backslash then text that looks like an escape", ADD, 10, "p",
+      "{\"members\":[{\"member_id\":\"a\\\\ud800\"}]}", 0, 0, NULL, { "p", "a\\ud800" } },
+    { "surrogate pair in an ignored value", ADD, 10, "p", "{\"x\":\"\\uD83D\\uDE00\"}",
+      0, 0, NULL, { "p" } },
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
