@@ -10,9 +10,10 @@ TEST_DEPS=(python3-glance python3-keystone python3-keystonemiddleware python3-we
            python3-pytest python3-requests python3-glanceclient
            nginx-light openssl curl ca-certificates
            systemd groff-base mandoc)   # the last three: make installcheck (distcheck)
+FUZZ_DEPS=(clang libclang-rt-14-dev)   # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes
 
 missing=()
-for p in "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"; do
+for p in "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}" "${FUZZ_DEPS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
     missing+=("$p")
   fi

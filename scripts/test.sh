@@ -8,12 +8,15 @@
 #      binary, 0640 config, systemd unit verified, man pages linted) and
 #      uninstalls cleanly; counted as one check
 #   5. the end-to-end suite (tests/e2e, real Glance + nginx TLS) against each binary
+#   6. the libFuzzer targets (scripts/fuzz.sh, tests/fuzz), each for 15 s, two
+#      at a time; one check per target
 # Prints a summary per phase; the last line is exactly "N passed, N failed".
 # Exits non-zero when anything failed or nothing ran.
 #
 # Environment: MB_SKIP_SETUP=1 skips step 1; MB_E2E_ARGS adds pytest arguments
 # (e.g. "-k framing"); MB_TEST_FLAVORS="normal" runs only one build;
-# MB_SKIP_DISTCHECK=1 skips step 4.
+# MB_SKIP_DISTCHECK=1 skips step 4; MB_SKIP_FUZZ=1 skips step 6,
+# MB_FUZZ_SECONDS=N runs each fuzz target N seconds instead of 15.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -154,6 +157,25 @@ for flavor in ${MB_TEST_FLAVORS:-normal san}; do
   total_pass=$((total_pass + ep)); total_fail=$((total_fail + ef))
   note "e2e $dir: $ep passed, $ef failed, $es skipped ($(elapsed "$t"), logs $work)"
 done
+
+# ---------------------------------------------------------------- fuzz
+# scripts/fuzz.sh prints "fuzz <target>: ok, ..." or "fuzz <target>: FAILED (...)"
+# per target: one pass or one failure each. A non-zero exit with no FAILED
+# line (e.g. no clang) counts as one failure.
+if [ "${MB_SKIP_FUZZ:-0}" != 1 ]; then
+  t=$(date +%s)
+  bash "$top/scripts/fuzz.sh" --seconds "${MB_FUZZ_SECONDS:-15}" --jobs 2 >"$run_dir/fuzz.log" 2>&1
+  rc=$?
+  grep -aE '^fuzz [a-z0-9_]+: ' "$run_dir/fuzz.log"
+  fp=$(grep -acE '^fuzz [a-z0-9_]+: ok' "$run_dir/fuzz.log")
+  ff=$(grep -acE '^fuzz [a-z0-9_]+: FAILED' "$run_dir/fuzz.log")
+  if [ "$rc" -ne 0 ] && [ "$ff" -eq 0 ]; then
+    ff=1
+    tail -n 40 "$run_dir/fuzz.log"
+  fi
+  total_pass=$((total_pass + fp)); total_fail=$((total_fail + ff))
+  note "fuzz: $fp passed, $ff failed ($(elapsed "$t"), log $run_dir/fuzz.log, crashes in build-fuzz/artifacts-*)"
+fi
 
 echo
 echo "Summary (logs in $run_dir):"

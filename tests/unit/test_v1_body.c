@@ -190,6 +190,15 @@ static const golden cases[] = {
       "{\"members\":[{\"member_id\":\"a\\\\ud800\"}]}", 0, 0, NULL, { "p", "a\\ud800" } },
     { "surrogate pair in an ignored value", ADD, 10, "p", "{\"x\":\"\\uD83D\\uDE00\"}",
       0, 0, NULL, { "p" } },
+    /* An error before a lone surrogate is the one reported, whether the body
+     * comes whole or in pieces (found by tests/fuzz/fuzz_v1_body). */
+    { "too many members before a lone surrogate", REP, 1, NULL,
+      "{\"memberships\":[{\"member_id\":\"a\"},{\"member_id\":\"b\"},{\"member_id\":\"\\ud800x\"}]}",
+      413, 0, "too many members", { NULL } },
+    { "bad JSON before a lone surrogate", ADD, 10, "p", "{\"x\":tru,\"y\":\"\\ud800\"}",
+      400, 0, "not valid JSON", { NULL } },
+    { "malformed escape before a lone low surrogate", ADD, 10, "p",
+      "{\"members\":[{\"member_id\":\"_\\ud8\x10" "4d\\ude01\"}]}", 400, 0, "not valid JSON", { NULL } },
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
