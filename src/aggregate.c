@@ -18,7 +18,8 @@ int aggregate_http_done(mb_action action, int http_status)
         return http_status == 200 || http_status == 201 || http_status == 409;
     if (action == ACT_ACCEPT)
         return http_status >= 200 && http_status <= 299;
-    return http_status == 204 || http_status == 404;
+    /* Glance answers 204; 200 is a success too, as for a single v1 DELETE */
+    return http_status == 204 || http_status == 200 || http_status == 404;
 }
 
 int aggregate_failure_status(const mb_outcome *o)

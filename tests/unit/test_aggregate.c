@@ -11,7 +11,7 @@ START_TEST(test_http_done)
         { ACT_ADD, 200, 1 }, { ACT_ADD, 201, 1 }, { ACT_ADD, 409, 1 },
         { ACT_ADD, 204, 0 }, { ACT_ADD, 404, 0 }, { ACT_ADD, 413, 0 },
         { ACT_ADD, 403, 0 }, { ACT_ADD, 500, 0 }, { ACT_ADD, 0, 0 },
-        { ACT_DELETE, 204, 1 }, { ACT_DELETE, 404, 1 }, { ACT_DELETE, 200, 0 },
+        { ACT_DELETE, 204, 1 }, { ACT_DELETE, 404, 1 }, { ACT_DELETE, 200, 1 }, { ACT_DELETE, 202, 0 },
         { ACT_DELETE, 409, 0 }, { ACT_DELETE, 403, 0 }, { ACT_DELETE, 503, 0 },
         { ACT_ACCEPT, 200, 1 }, { ACT_ACCEPT, 204, 1 }, { ACT_ACCEPT, 401, 0 },
         { ACT_ACCEPT, 403, 0 }, { ACT_ACCEPT, 404, 0 }, { ACT_ACCEPT, 409, 0 },
