@@ -53,7 +53,8 @@
 #define LINGER_SECONDS     5
 #define LINGER_MAX_BYTES   (64u << 20)
 #define BACKLOG            1024
-#define ACCEPT_PAUSE_MS    250    /* accept() out of descriptors: try again after */
+#define ACCEPT_PAUSE_MS    250
+#define HELD_SLACK         1      /* a byte after held request bytes (htparser_run reads it) */    /* accept() out of descriptors: try again after */
 #define CAN_SHARE_WARNING  "299 memberbridge \"can_share is not supported by Image API v2 and was ignored\""
 
 /* One per open connection: for closing them all at shutdown, and for the
@@ -1164,11 +1165,14 @@ size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t 
 
     held = n->held_len;
     total = held + len;
+    /* HELD_SLACK: libevhtp's header-value loop reads the byte after the
+     * data it is given (unused, but outside a block of our own; valgrind) */
     if (held > 0) {
-        char *grown = realloc(n->held, total);
+        char *grown = realloc(n->held, total + HELD_SLACK);
         if (grown == NULL)
             return guard_refuse(n, 500, "out of memory", real_run, p, hooks, data, len) + skip;
         memcpy(grown + held, data, len);
+        grown[total] = '\0';
         n->held = grown;
         n->held_len = total;
         buf = grown;
@@ -1182,10 +1186,11 @@ size_t htparser_run(htparser *p, htparse_hooks *hooks, const char *data, size_t 
         return guard_refuse(n, status, why, real_run, p, hooks, data, len) + skip;
     if (line_end == 0) {
         if (held == 0) {
-            char *copy = malloc(len);
+            char *copy = malloc(len + HELD_SLACK);
             if (copy == NULL)
                 return guard_refuse(n, 500, "out of memory", real_run, p, hooks, data, len) + skip;
             memcpy(copy, data, len);
+            copy[len] = '\0';
             n->held = copy;
             n->held_len = len;
         }
