@@ -43,9 +43,14 @@ static int hex_digit(json_surrogates *s, unsigned char ch)
     return S_IN;
 }
 
-const char *json_surrogates_scan(json_surrogates *s, const unsigned char *buf, size_t len)
+const char *json_surrogates_scan(json_surrogates *s, const unsigned char *buf, size_t len,
+                                 size_t *before)
 {
-    for (size_t i = 0; i < len && s->state != S_BAD; i++) {
+    if (s->state == S_BAD) {         /* refused on an earlier call */
+        *before = 0;
+        return s->why;
+    }
+    for (size_t i = 0; i < len; i++) {
         unsigned char ch = buf[i];
         switch (s->state) {
         case S_OUT:
@@ -79,6 +84,11 @@ const char *json_surrogates_scan(json_surrogates *s, const unsigned char *buf, s
             s->value = 0;
             break;
         }
+        if (s->state == S_BAD) {     /* buf[i] is the refused byte */
+            *before = i;
+            return s->why;
+        }
     }
-    return s->why;
+    *before = len;
+    return NULL;
 }

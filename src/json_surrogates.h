@@ -19,7 +19,10 @@ typedef struct {
 #define JSON_SURROGATES_INIT { 0, 0, 0, NULL }
 
 /* Scans the next piece. Returns NULL, or why the text is refused (also on
- * every later call). Not a JSON validator: other errors are yajl's. */
-const char *json_surrogates_scan(json_surrogates *s, const unsigned char *buf, size_t len);
+ * every later call); *before is then the number of bytes of buf before the
+ * refused one (0 when it was refused earlier), else len. Not a JSON
+ * validator: other errors are yajl's. */
+const char *json_surrogates_scan(json_surrogates *s, const unsigned char *buf, size_t len,
+                                 size_t *before);
 
 #endif

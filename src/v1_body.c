@@ -383,16 +383,6 @@ static int check_yajl(v1_body *b, yajl_status st)
     return -1;
 }
 
-/* How many bytes of buf come before the one on which the surrogate scan,
- * from state s, refuses the text (len when it does not). */
-static size_t refused_at(json_surrogates s, const unsigned char *buf, size_t len)
-{
-    size_t i = 0;
-    while (i < len && json_surrogates_scan(&s, buf + i, 1) == NULL)
-        i++;
-    return i;
-}
-
 int v1_body_feed(v1_body *b, const unsigned char *buf, size_t len)
 {
     if (b->status != 0)
@@ -401,15 +391,14 @@ int v1_body_feed(v1_body *b, const unsigned char *buf, size_t len)
         return 0;
     for (size_t i = 0; !b->seen_text && i < len; i++)
         b->seen_text = !json_ws(buf[i]);
-    json_surrogates before = b->escapes;
-    const char *why = json_surrogates_scan(&b->escapes, buf, len);
+    size_t at;
+    const char *why = json_surrogates_scan(&b->escapes, buf, len, &at);
     if (why) {
         /* yajl reads the bytes before the refused escape first: an error it
          * finds there (bad JSON, too many members) comes first in the body,
          * and the reply must not depend on how the body was cut into
          * pieces (whole, the scan would see the escape before yajl saw the
          * earlier error; cut, yajl would see the error first). */
-        size_t at = refused_at(before, buf, len);
         if (at > 0 && check_yajl(b, yajl_parse(b->yajl, buf, at)) != 0)
             return -1;
         fail(b, 400, "%s", why);
